@@ -1,0 +1,291 @@
+// Command 7awel is the backend of the 7awel mobile wallet: the HTTP API (serve), its schema
+// (migrate), reference data (seed), and the operators' tools.
+//
+// Configuration comes from environment variables, with flags for what people type; run
+// `7awel help` for the list. With no DATABASE_URL, serve starts a private PostgreSQL under
+// DATA_DIR and runs in development mode.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/7awel/wallet/server"
+	"github.com/7awel/wallet/storage"
+	"github.com/7awel/wallet/storage/pglocal"
+)
+
+// version is stamped at build time: -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+const usage = `7awel — the 7awel wallet backend
+
+Usage:
+  7awel serve [-addr host:port] [-admin-addr host:port] [-region r] [-data-dir dir] [-log-level l]
+  7awel migrate up | down [N] | version
+  7awel seed
+  7awel help
+
+Environment:
+  DATABASE_URL      postgres:// URL of PostgreSQL or CockroachDB; empty starts a private
+                    PostgreSQL under DATA_DIR (development only)
+  APP_ENV           development (default) or production
+  HTTP_ADDR         API listen address (default 127.0.0.1:8080; :8080 in production)
+  ADMIN_ADDR        /metrics and /debug/pprof listen address (default none in development, where
+                    /metrics is on the API port; :9090 in production)
+  REGION            the region this process serves from (default PRIMARY_REGION in development)
+  REGIONS           the deployment's regions (default me-central1,eu-west1,us-east1)
+  PRIMARY_REGION    the deployment's primary region (default me-central1)
+  REGION_COUNTRIES  country → home region overrides, e.g. "AE=me-central1,FR=eu-west1"
+  OPS_API_KEY       key for /ops/* (X-Ops-Key); required in production
+  LOG_LEVEL         debug, info (default), warn, error
+  DATA_DIR          embedded PostgreSQL and development keys (default .data)
+  SHUTDOWN_TIMEOUT  how long in-flight requests may finish on SIGTERM (default 20s)
+  DB_MAX_CONNS      pool size (default: pgx's, max(4, cores))
+  AUTO_MIGRATE      migrate and seed at start (default true in development, false in production)
+`
+
+// run is main without the process: arguments, environment and output are passed in, so tests
+// drive it like a user would.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	fs := flag.NewFlagSet("7awel "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var err error
+	switch cmd {
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	case "serve":
+		err = withConfig(fs, rest, getenv, stderr, func(c *config, log *zap.Logger) error {
+			return serve(ctx, c, log, stdout)
+		})
+	case "migrate":
+		err = withConfig(fs, rest, getenv, stderr, func(c *config, log *zap.Logger) error {
+			return migrateCmd(ctx, c, log, fs.Args(), stdout)
+		})
+	case "seed":
+		err = withConfig(fs, rest, getenv, stderr, func(c *config, log *zap.Logger) error {
+			return withDatabase(ctx, c, log, func(url string) error {
+				db, err := storage.Open(ctx, url, c.regions, storage.Options{Logger: log})
+				if err != nil {
+					return err
+				}
+				defer db.Close()
+				if err := db.Seed(ctx); err != nil {
+					return err
+				}
+				fmt.Fprintln(stdout, "seeded")
+				return nil
+			})
+		})
+	default:
+		fmt.Fprintf(stderr, "unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "7awel:", err)
+		return 1
+	}
+	return 0
+}
+
+func withConfig(fs *flag.FlagSet, args []string, getenv func(string) string, stderr io.Writer,
+	fn func(*config, *zap.Logger) error) error {
+	c, err := loadConfig(fs, args, getenv)
+	if err != nil {
+		return err
+	}
+	log := newLogger(c.LogLevel, stderr).With(zap.String("region", c.Region))
+	defer func() { _ = log.Sync() }()
+	return fn(c, log)
+}
+
+// withDatabase calls fn with the configured database URL or, without one, with a private
+// PostgreSQL started under DATA_DIR and stopped when fn returns.
+func withDatabase(ctx context.Context, c *config, log *zap.Logger, fn func(url string) error) error {
+	if c.DatabaseURL != "" {
+		return fn(c.DatabaseURL)
+	}
+	dir, err := filepath.Abs(filepath.Join(c.DataDir, "postgres"))
+	if err != nil {
+		return err
+	}
+	log.Info("starting the embedded PostgreSQL", zap.String("data_dir", dir))
+	pg, err := pglocal.Start(ctx, pglocal.Options{DataDir: dir, Logger: log})
+	if err != nil {
+		return fmt.Errorf("embedded PostgreSQL: %w", err)
+	}
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := pg.Stop(stopCtx); err != nil {
+			log.Error("stopping the embedded PostgreSQL", zap.Error(err))
+		}
+	}()
+	if err := pg.CreateDatabase(ctx, "wallet"); err != nil {
+		return err
+	}
+	return fn(pg.URL("wallet"))
+}
+
+func migrateCmd(ctx context.Context, c *config, log *zap.Logger, args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("migrate: want up, down [N] or version")
+	}
+	return withDatabase(ctx, c, log, func(url string) error {
+		switch args[0] {
+		case "up":
+			if err := storage.MigrateUp(ctx, url, c.regions); err != nil {
+				return err
+			}
+		case "down":
+			steps := 0
+			if len(args) > 1 {
+				n, err := strconv.Atoi(args[1])
+				if err != nil || n <= 0 {
+					return fmt.Errorf("migrate down: N=%q: want a positive number", args[1])
+				}
+				steps = n
+			}
+			if err := storage.MigrateDown(ctx, url, steps); err != nil {
+				return err
+			}
+		case "version":
+		default:
+			return fmt.Errorf("migrate: unknown action %q: want up, down [N] or version", args[0])
+		}
+		v, err := storage.ReadSchemaVersion(ctx, url)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "schema version %d (cockroachdb overlay %d), dirty=%t\n", v.Shared, v.Overlay, v.Dirty)
+		return nil
+	})
+}
+
+func serve(ctx context.Context, c *config, log *zap.Logger, stdout io.Writer) error {
+	log.Info("configuration", c.logFields()...)
+	return withDatabase(ctx, c, log, func(url string) error {
+		if c.AutoMigrate {
+			if err := storage.MigrateUp(ctx, url, c.regions); err != nil {
+				return fmt.Errorf("migrate: %w", err)
+			}
+		}
+		registry := server.NewRegistry(c.Region, version)
+		db, err := storage.Open(ctx, url, c.regions, storage.Options{
+			MaxConns:   int32(c.DBMaxConns),
+			Registerer: server.RegionRegisterer(registry, c.Region),
+			Logger:     log,
+		})
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		if c.AutoMigrate {
+			if err := db.Seed(ctx); err != nil {
+				return fmt.Errorf("seed: %w", err)
+			}
+		}
+		log.Info("database", zap.String("engine", db.Engine().String()))
+
+		api := server.New(server.Config{
+			Region:          c.Region,
+			Development:     c.development(),
+			OpsAPIKey:       c.OpsAPIKey,
+			MetricsOnPublic: c.AdminAddr == "",
+		}, db, registry, log)
+		return listenAndServe(ctx, c, log, api, stdout)
+	})
+}
+
+// listenAndServe runs the API (and the admin listener) until ctx ends, then drains: stop
+// accepting, let in-flight requests finish within SHUTDOWN_TIMEOUT.
+func listenAndServe(ctx context.Context, c *config, log *zap.Logger, api *server.Server, stdout io.Writer) error {
+	ln, err := net.Listen("tcp", c.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("HTTP_ADDR=%s: %w", c.HTTPAddr, err)
+	}
+	servers := []*http.Server{newHTTPServer(api, log)}
+	listeners := []net.Listener{ln}
+	if c.AdminAddr != "" {
+		aln, err := net.Listen("tcp", c.AdminAddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("ADMIN_ADDR=%s: %w", c.AdminAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", api.MetricsHandler())
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		servers = append(servers, newHTTPServer(mux, log))
+		listeners = append(listeners, aln)
+		log.Info("admin listening", zap.String("addr", aln.Addr().String()))
+	}
+	errc := make(chan error, len(servers))
+	for i, srv := range servers {
+		go func() { errc <- srv.Serve(listeners[i]) }()
+	}
+	base := "http://" + ln.Addr().String()
+	log.Info("listening", zap.String("addr", ln.Addr().String()))
+	fmt.Fprintf(stdout, "7awel API on %s (region %s, %s)\ntry: curl -s %s/readyz\n", base, c.Region, c.Env, base)
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", zap.Duration("timeout", c.ShutdownTimeout))
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), c.ShutdownTimeout)
+	defer cancel()
+	var firstErr error
+	for _, srv := range servers {
+		if err := srv.Shutdown(shutdownCtx); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	return firstErr
+}
+
+func newHTTPServer(h http.Handler, log *zap.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          zap.NewStdLog(log.Named("http")),
+	}
+}

@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS email_directory;
+DROP TABLE IF EXISTS phone_directory;

@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS asset_balances;
+DROP TABLE IF EXISTS wallets;

@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS promotion_views;
+DROP TABLE IF EXISTS promotions;

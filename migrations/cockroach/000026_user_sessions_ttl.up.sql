@@ -1,0 +1,3 @@
+-- Generated from migrations/locality.go by `go test ./migrations -update`; do not edit.
+-- user_sessions: row-level TTL, the plan's retention. Reads still filter expired rows (reference/cockroachdb.md §4).
+ALTER TABLE user_sessions SET (ttl_expiration_expression = $$(last_activity + INTERVAL '30 days')$$, ttl_job_cron = '0 */4 * * *');

@@ -1,0 +1,3 @@
+-- Generated from migrations/locality.go by `go test ./migrations -update`; do not edit.
+-- transactions_status_time_idx, hash-sharded so time-ordered inserts spread over ranges (reference/cockroachdb.md §5).
+CREATE INDEX transactions_status_time_idx ON transactions (status, created_at) USING HASH;

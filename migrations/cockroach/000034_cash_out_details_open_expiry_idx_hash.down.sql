@@ -1,0 +1,3 @@
+-- Generated from migrations/locality.go by `go test ./migrations -update`; do not edit.
+-- cash_out_details_open_expiry_idx, hash-sharded so time-ordered inserts spread over ranges (reference/cockroachdb.md §5). A partial hash-sharded index is [inference]: check EXPLAIN on the target version.
+DROP INDEX cash_out_details@cash_out_details_open_expiry_idx;
