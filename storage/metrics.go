@@ -56,7 +56,7 @@ func (m *metrics) observeTx(op string, err error) {
 type poolCollector struct {
 	pool *pgxpool.Pool
 
-	acquired, idle, total, max                  *prometheus.Desc
+	acquired, idle, total, max                   *prometheus.Desc
 	acquires, emptyAcquires, waitSeconds, cancel *prometheus.Desc
 }
 
