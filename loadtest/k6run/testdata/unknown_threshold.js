@@ -1,0 +1,2 @@
+export const options = { thresholds: { wallet_not_defined: ['count<1'] } };
+export default function () {}
