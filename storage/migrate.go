@@ -146,14 +146,17 @@ func readSchemaVersion(ctx context.Context, q queryRower) (SchemaVersion, error)
 	return v, nil
 }
 
-// SchemaCurrent reports whether the schema is at the version this binary expects; readiness
-// depends on it.
+// SchemaCurrent reports whether the schema is one this binary can serve: clean, and at or
+// above the version its migrations lead to. Readiness depends on it. "At or above" is the
+// expand/contract rule: a release's migration Job runs before its rollout, and the pods of the
+// previous release must stay ready on the newer schema until they are replaced.
 func (db *DB) SchemaCurrent(ctx context.Context) (bool, SchemaVersion, error) {
 	v, err := readSchemaVersion(ctx, db.pool)
 	if err != nil {
 		return false, v, translate(err)
 	}
-	return v == ExpectedSchema(db.engine), v, nil
+	want := ExpectedSchema(db.engine)
+	return !v.Dirty && v.Shared >= want.Shared && v.Overlay >= want.Overlay, v, nil
 }
 
 func runMigrate(dbURL string, engine Engine, overlay bool, do func(*migrate.Migrate) error) error {

@@ -3,6 +3,9 @@ package storage
 import (
 	"context"
 	"errors"
+	"io/fs"
+	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -40,8 +43,11 @@ func TestMigrateUpDownUp(t *testing.T) {
 	if err := MigrateDown(ctx, url, 1); err != nil {
 		t.Fatal(err)
 	}
-	if v, _ := ReadSchemaVersion(ctx, url); v.Shared != ExpectedSchema(Postgres).Shared-1 {
-		t.Fatalf("after down 1: %+v", v)
+	names, _ := fs.Glob(migrations.Shared(), "*.up.sql")
+	sort.Strings(names)
+	previous, _ := strconv.Atoi(strings.SplitN(names[len(names)-2], "_", 2)[0])
+	if v, _ := ReadSchemaVersion(ctx, url); v.Shared != uint(previous) {
+		t.Fatalf("after down 1: %+v, want version %d", v, previous)
 	}
 	if err := MigrateDown(ctx, url, 0); err != nil {
 		t.Fatal(err)
@@ -225,5 +231,31 @@ func TestSeedIsIdempotent(t *testing.T) {
 	issuance := SystemUserID(testRegions.Primary(), SystemIssuance)
 	if err := db.pool.QueryRow(ctx, `SELECT bool_and(allow_negative) FROM asset_balances WHERE user_id = $1`, issuance).Scan(&negOK); err != nil || !negOK {
 		t.Fatalf("issuance balances allow_negative = %v (%v)", negOK, err)
+	}
+}
+
+// TestSchemaCurrentAcceptsNewer: pods of the previous release stay ready once the next
+// release's migration has run; a dirty or older schema is not current.
+func TestSchemaCurrentAcceptsNewer(t *testing.T) {
+	ctx := context.Background()
+	url := freshDatabase(t)
+	if err := MigrateUp(ctx, url, testRegions); err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(ctx, url, testRegions, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	want := ExpectedSchema(Postgres).Shared
+	for _, c := range []struct {
+		version int64
+		dirty   bool
+		ok      bool
+	}{{int64(want), false, true}, {int64(want) + 1, false, true}, {int64(want) - 1, false, false}, {int64(want), true, false}} {
+		execSQL(t, db, `UPDATE schema_migrations SET version = $1, dirty = $2`, c.version, c.dirty)
+		if ok, v, err := db.SchemaCurrent(ctx); ok != c.ok || err != nil {
+			t.Errorf("version %d dirty %v: current = %v (%+v, %v), want %v", c.version, c.dirty, ok, v, err, c.ok)
+		}
 	}
 }
