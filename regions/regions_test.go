@@ -45,7 +45,7 @@ func TestHomeForSpotChecks(t *testing.T) {
 		{"GB", "us-east1", "eu-west1"},
 		{"US", "eu-west1", "us-east1"},
 		{"BR", "me-central1", "us-east1"},
-		{"ae", "us-east1", "me-central1"},  // case-insensitive
+		{"ae", "us-east1", "me-central1"},   // case-insensitive
 		{" AE ", "us-east1", "me-central1"}, // trimmed
 		{"JP", "eu-west1", "eu-west1"},      // unknown: the serving region
 		{"", "us-east1", "us-east1"},
