@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/7awel/wallet/regions"
+	"github.com/7awel/wallet/storage"
 )
 
 // config is the effective configuration: environment variables, then flags for what people
@@ -34,6 +35,22 @@ type config struct {
 	ShutdownTimeout time.Duration
 	DBMaxConns      int
 	AutoMigrate     bool
+	JobInterval     time.Duration
+	FeeSchedule     string
+
+	fees storage.FeeSchedule
+
+	// Auth throttles (server.AuthLimits) and the trusted client-address header.
+	OTPTTL              time.Duration
+	OTPCooldown         time.Duration
+	OTPMaxCooldown      time.Duration
+	OTPDailyMax         int
+	OTPPerAddressHour   int
+	AvailabilityPerHour int
+	ClientIPHeader      string
+
+	// Secrets as configured (authKeys parses them, or generates them in development).
+	secrets secretEnv
 
 	regions *regions.Table
 }
@@ -99,6 +116,13 @@ func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (*c
 	if c.AutoMigrate, err = strconv.ParseBool(env("AUTO_MIGRATE", autoDefault)); err != nil {
 		bad("AUTO_MIGRATE=%q: want true or false", getenv("AUTO_MIGRATE"))
 	}
+	if c.JobInterval, err = time.ParseDuration(env("JOB_INTERVAL", "1m")); err != nil || c.JobInterval < time.Second {
+		bad("JOB_INTERVAL=%q: want a duration of at least 1s, such as 1m", getenv("JOB_INTERVAL"))
+	}
+	c.FeeSchedule = env("FEE_SCHEDULE", "")
+	if c.fees, err = storage.ParseFeeSchedule(c.FeeSchedule); err != nil {
+		bad("FEE_SCHEDULE=%q: %v", c.FeeSchedule, err)
+	}
 	if _, err := zapcore.ParseLevel(c.LogLevel); err != nil {
 		bad("LOG_LEVEL=%q: want debug, info, warn or error", c.LogLevel)
 	}
@@ -140,6 +164,7 @@ func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (*c
 	} else if c.OpsAPIKey == "" {
 		c.OpsAPIKey = devOpsKey
 	}
+	c.loadAuthConfig(env, bad, prod, strings.HasSuffix(fs.Name(), " serve"))
 	if len(problems) > 0 {
 		return nil, errors.New("invalid configuration:\n  " + strings.Join(problems, "\n  "))
 	}
@@ -190,6 +215,22 @@ func (c *config) logFields() []zap.Field {
 		zap.Duration("shutdown_timeout", c.ShutdownTimeout),
 		zap.Int("db_max_conns", c.DBMaxConns),
 		zap.Bool("auto_migrate", c.AutoMigrate),
+		zap.Duration("job_interval", c.JobInterval),
+		zap.String("fee_schedule", c.FeeSchedule),
+		zap.Duration("otp_ttl", c.OTPTTL),
+		zap.Duration("otp_resend_cooldown", c.OTPCooldown),
+		zap.Duration("otp_max_cooldown", c.OTPMaxCooldown),
+		zap.Int("otp_daily_max", c.OTPDailyMax),
+		zap.Int("otp_per_address_hour", c.OTPPerAddressHour),
+		zap.Int("availability_per_hour", c.AvailabilityPerHour),
+		zap.String("client_ip_header", c.ClientIPHeader),
+		zap.String("pii_keys", maskKeyRing(c.secrets.PIIKeys)),
+		zap.String("pii_primary_key", c.secrets.PIIPrimary),
+		zap.String("blind_index_key", mask(c.secrets.BlindIndex)),
+		zap.String("pin_pepper", mask(c.secrets.PINPepper)),
+		zap.String("otp_hmac_key", mask(c.secrets.OTPKey)),
+		zap.String("jwt_signing_key", mask(c.secrets.JWTKey)),
+		zap.String("sms_webhook_url", mask(c.secrets.SMSWebhook)),
 	}
 }
 

@@ -45,6 +45,7 @@ Usage:
   7awel serve [-addr host:port] [-admin-addr host:port] [-region r] [-data-dir dir] [-log-level l]
   7awel migrate up | down [N] | version
   7awel seed
+  7awel reconcile   prove every balance equals its ledger entries; exits 1 on a difference
   7awel help
 
 Environment:
@@ -64,6 +65,25 @@ Environment:
   SHUTDOWN_TIMEOUT  how long in-flight requests may finish on SIGTERM (default 20s)
   DB_MAX_CONNS      pool size (default: pgx's, max(4, cores))
   AUTO_MIGRATE      migrate and seed at start (default true in development, false in production)
+  JOB_INTERVAL      how often a pod expires cash-outs and purges past-retention rows (default 1m)
+  FEE_SCHEDULE      fees per movement type and asset, e.g. "transfer=0.10+1%,cash_out/EGP=5"
+                    (default: no fees)
+
+Keys and secrets (base64; production refuses to serve without each; development generates them
+once into DATA_DIR/dev-keys.json, mode 0600):
+  PII_KEYS          PII key ring "id:base64,id2:base64" (32-byte AES-256 keys)
+  PII_PRIMARY_KEY   the ring id new ciphertexts use
+  BLIND_INDEX_KEY   HMAC key of the phone/email blind indexes (>= 32 bytes)
+  PIN_PEPPER        HMAC key over PINs before argon2id (>= 32 bytes)
+  OTP_HMAC_KEY      HMAC key of stored OTP codes (>= 32 bytes)
+  JWT_SIGNING_KEY   Ed25519 seed (32 bytes) signing access tokens
+  SMS_WEBHOOK_URL   HTTP endpoint receiving {"to","message"} (production; development logs instead)
+
+Auth throttles (can be raised, never switched off):
+  OTP_TTL (5m, at most 10m)  OTP_RESEND_COOLDOWN (60s, doubling)  OTP_MAX_COOLDOWN (32m)
+  OTP_DAILY_MAX (5 per phone)  OTP_PER_ADDRESS_HOUR (10; 100000 in development)
+  AVAILABILITY_PER_HOUR (30 per address and device; 100000 in development)
+  CLIENT_IP_HEADER  header a trusted proxy sets with the client address (e.g. X-Forwarded-For)
 `
 
 // run is main without the process: arguments, environment and output are passed in, so tests
@@ -88,6 +108,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "migrate":
 		err = withConfig(fs, rest, getenv, stderr, func(c *config, log *zap.Logger) error {
 			return migrateCmd(ctx, c, log, fs.Args(), stdout)
+		})
+	case "reconcile":
+		err = withConfig(fs, rest, getenv, stderr, func(c *config, log *zap.Logger) error {
+			return reconcileCmd(ctx, c, log, stdout)
 		})
 	case "seed":
 		err = withConfig(fs, rest, getenv, stderr, func(c *config, log *zap.Logger) error {
@@ -200,11 +224,23 @@ func serve(ctx context.Context, c *config, log *zap.Logger, stdout io.Writer) er
 				return fmt.Errorf("migrate: %w", err)
 			}
 		}
+		keys, jwtKey, err := c.authKeys()
+		if err != nil {
+			return err
+		}
+		log.Info("keys", zap.Strings("pii_key_ids", keys.KeyIDs()))
+		var sms server.SMSSender = server.DevSMS{Log: log.Named("sms")}
+		if c.secrets.SMSWebhook != "" {
+			if sms, err = server.NewWebhookSMS(c.secrets.SMSWebhook); err != nil {
+				return err
+			}
+		}
 		registry := server.NewRegistry(c.Region, version)
 		db, err := storage.Open(ctx, url, c.regions, storage.Options{
 			MaxConns:   int32(c.DBMaxConns),
 			Registerer: server.RegionRegisterer(registry, c.Region),
 			Logger:     log,
+			Keys:       keys,
 		})
 		if err != nil {
 			return err
@@ -222,7 +258,18 @@ func serve(ctx context.Context, c *config, log *zap.Logger, stdout io.Writer) er
 			Development:     c.development(),
 			OpsAPIKey:       c.OpsAPIKey,
 			MetricsOnPublic: c.AdminAddr == "",
+			JWTKey:          jwtKey,
+			SMS:             sms,
+			ClientIPHeader:  c.ClientIPHeader,
+			Fees:            c.fees,
+			Limits: server.AuthLimits{
+				OTP: storage.OTPLimits{TTL: c.OTPTTL, Cooldown: c.OTPCooldown, MaxCooldown: c.OTPMaxCooldown,
+					DailyMax: c.OTPDailyMax},
+				OTPPerAddressHour:   c.OTPPerAddressHour,
+				AvailabilityPerHour: c.AvailabilityPerHour,
+			},
 		}, db, registry, log)
+		go runJobs(ctx, db, c.Region, log.Named("jobs"), c.JobInterval)
 		return listenAndServe(ctx, c, log, api, stdout)
 	})
 }

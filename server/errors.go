@@ -56,6 +56,31 @@ var sentinels = []struct {
 	{storage.ErrBusy, http.StatusServiceUnavailable, "busy", "The service is busy; retry the same request shortly.", time.Second},
 	{storage.ErrAmbiguousCommit, http.StatusServiceUnavailable, "outcome_unknown", "The outcome is unknown; retry the same request with the same reference.", time.Second},
 	{storage.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "The database is unavailable; retry shortly.", 2 * time.Second},
+	// Auth and user (issue 3). Numbers (attempts_left, locked_until, Retry-After) are added by
+	// authProblem from the error's type.
+	{storage.ErrInvalidPIN, http.StatusUnauthorized, "invalid_pin", "The PIN is wrong.", 0},
+	{storage.ErrPINLocked, http.StatusLocked, "pin_locked", "Too many wrong PINs; the PIN is locked for a while.", 0},
+	{storage.ErrOTPInvalid, http.StatusUnauthorized, "otp_invalid", "The code is wrong.", 0},
+	{storage.ErrOTPExpired, http.StatusUnauthorized, "otp_expired", "The code has expired or was replaced; request a new one.", 0},
+	{storage.ErrOTPLocked, http.StatusTooManyRequests, "otp_locked", "Too many wrong codes; request a new one later.", 0},
+	{storage.ErrRateLimited, http.StatusTooManyRequests, "rate_limited", "Too many requests; retry later.", 0},
+	{storage.ErrPhoneTaken, http.StatusConflict, "phone_taken", "An account with this phone number exists; log in instead.", 0},
+	{storage.ErrEmailTaken, http.StatusConflict, "email_taken", "Another account uses this email address.", 0},
+	{storage.ErrInvalidVerification, http.StatusUnauthorized, "invalid_verification_token", "The verification token is invalid, spent or expired; verify the phone again.", 0},
+	{storage.ErrInvalidRefreshToken, http.StatusUnauthorized, "invalid_refresh_token", "The refresh token is invalid; sign in again.", 0},
+	{storage.ErrSessionRevoked, http.StatusUnauthorized, "unauthorized", "This session has ended; sign in again.", 0},
+	{storage.ErrAccountSuspended, http.StatusForbidden, "account_suspended", "This account is suspended.", 0},
+	{storage.ErrInvalidCredentials, http.StatusUnauthorized, "invalid_credentials", "The phone or PIN is wrong.", 0},
+	{storage.ErrBalanceNotEmpty, http.StatusConflict, "balance_not_empty", "Move or cash out every balance before closing the account.", 0},
+	// Money (issue 4).
+	{storage.ErrIdempotencyConflict, http.StatusConflict, "idempotency_conflict", "This reference was already used with a different request; use a new reference.", 0},
+	{storage.ErrRecipientNotFound, http.StatusNotFound, "recipient_not_found", "No active user has this phone number or id.", 0},
+	{storage.ErrInvalidRecipient, http.StatusUnprocessableEntity, "invalid_recipient", "This recipient cannot receive the transfer.", 0},
+	{storage.ErrInvalidAmount, http.StatusUnprocessableEntity, "invalid_amount", "The amount is not valid for this asset.", 0},
+	{storage.ErrAssetUnavailable, http.StatusUnprocessableEntity, "asset_unavailable", "This asset is not available.", 0},
+	{storage.ErrWalletFrozen, http.StatusForbidden, "wallet_frozen", "This wallet is frozen and cannot send money.", 0},
+	{storage.ErrDailyLimitExceeded, http.StatusUnprocessableEntity, "daily_limit_exceeded", "This would pass your daily limit for this asset.", 0},
+	{storage.ErrCashOutNotPending, http.StatusConflict, "cash_out_not_pending", "The cash-out was already collected, cancelled or expired.", 0},
 }
 
 // toError turns any error a handler returned into an *Error.
@@ -66,7 +91,9 @@ func toError(err error) *Error {
 	}
 	for _, s := range sentinels {
 		if errors.Is(err, s.err) {
-			return &Error{Status: s.status, Code: s.code, Detail: s.detail, RetryAfter: s.retry, Err: err}
+			e := &Error{Status: s.status, Code: s.code, Detail: s.detail, RetryAfter: s.retry, Err: err}
+			authProblem(err, e)
+			return e
 		}
 	}
 	return &Error{Status: http.StatusInternalServerError, Code: "internal_error",

@@ -7,6 +7,7 @@
 package server
 
 import (
+	"crypto/ed25519"
 	"net/http"
 	"time"
 
@@ -29,6 +30,20 @@ type Config struct {
 	// MetricsOnPublic also serves /metrics on the API handler (development; production uses the
 	// admin listener).
 	MetricsOnPublic bool
+	// JWTKey signs and verifies access tokens (Ed25519). Deployments must set it (main does);
+	// without one New makes a per-process key, which only a single process can verify.
+	JWTKey ed25519.PrivateKey
+	// SMS delivers OTP codes. Without one New logs codes in development and refuses to send
+	// (502 sms_failed) otherwise.
+	SMS SMSSender
+	// Limits are the auth throttles (OTP sends, availability checks). Zero fields take defaults.
+	Limits AuthLimits
+	// ClientIPHeader names the header a trusted proxy puts the client address in (e.g.
+	// X-Forwarded-For, whose last value is the one our proxy added); empty uses the peer
+	// address. Set it only behind such a proxy (reference/security.md §1.8).
+	ClientIPHeader string
+	// Fees is the fee schedule of money movements (FEE_SCHEDULE); nil charges nothing.
+	Fees storage.FeeSchedule
 }
 
 // Server is the API. Build it with New; it is an http.Handler.
@@ -41,12 +56,28 @@ type Server struct {
 	router   *mux.Router
 	handler  http.Handler
 	started  time.Time
+	tokens   *tokenSigner
+	sms      SMSSender
 }
 
 // New builds the API over db. registry is where the process's metrics live (see NewRegistry);
 // the server registers its own on it and serves it.
 func New(cfg Config, db *storage.DB, registry *prometheus.Registry, log *zap.Logger) *Server {
-	s := &Server{cfg: cfg, db: db, log: log, registry: registry, started: time.Now()}
+	if len(cfg.JWTKey) != ed25519.PrivateKeySize {
+		// Tokens signed with a per-process key verify on this process only: fine for a test or
+		// a single development process, never for a deployment (main always passes the key).
+		_, cfg.JWTKey, _ = ed25519.GenerateKey(nil)
+		log.Warn("no JWT signing key configured: using a per-process key")
+	}
+	if cfg.SMS == nil {
+		cfg.SMS = DevSMS{Log: log}
+		if !cfg.Development {
+			cfg.SMS = noSMS{}
+		}
+	}
+	cfg.Limits = cfg.Limits.withDefaults()
+	s := &Server{cfg: cfg, db: db, log: log, registry: registry, started: time.Now(),
+		tokens: newTokenSigner(cfg.JWTKey, nil), sms: cfg.SMS}
 	s.metrics = newHTTPMetrics(RegionRegisterer(registry, cfg.Region))
 	s.router = s.routes()
 	s.handler = s.outer(s.router)

@@ -56,13 +56,17 @@ type Options struct {
 
 // DB is the data layer over one pool. It is safe for concurrent use.
 type DB struct {
-	pool       *pgxpool.Pool
+	pool *pgxpool.Pool
+	// ref reads reference data (assets, rates, promotions). On CockroachDB it is a second pool
+	// whose read-only transactions are follower reads; on PostgreSQL it is pool.
+	ref        *pgxpool.Pool
 	engine     Engine
 	regions    *regions.Table
 	log        *zap.Logger
 	metrics    *metrics
 	maxRetries int
 	keys       *Keys
+	pins       *pinState // PIN hashing semaphore and verified-PIN cache (pin.go)
 }
 
 // Open connects to url, detects the engine and returns a DB. It does not migrate.
@@ -95,9 +99,32 @@ func Open(ctx context.Context, url string, rt *regions.Table, opts Options) (*DB
 	if maxRetries <= 0 {
 		maxRetries = 10
 	}
-	db := &DB{pool: pool, engine: engine, regions: rt, log: log, maxRetries: maxRetries, keys: opts.Keys}
+	db := &DB{pool: pool, ref: pool, engine: engine, regions: rt, log: log, maxRetries: maxRetries, keys: opts.Keys, pins: newPINState()}
+	if engine == Cockroach {
+		refCfg := cfg.Copy()
+		followerReads(refCfg.ConnConfig)
+		refCfg.MaxConns = max(2, cfg.MaxConns/4)
+		if db.ref, err = pgxpool.NewWithConfig(ctx, refCfg); err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("open follower-read pool: %w", err)
+		}
+	}
 	db.metrics = newMetrics(opts.Registerer, pool)
 	return db, nil
+}
+
+// followerReads makes every read-only transaction on the connection an exact-staleness
+// follower read (about 4.2 s old), served by the nearest replica instead of the leaseholder
+// (reference/cockroachdb.md §6). The option travels in the startup packet, so the SQL text
+// stays the same as on PostgreSQL. Only reference data read through DB.ref may be that stale:
+// assets and exchange rates change rarely and are cached for a minute anyway.
+func followerReads(cfg *pgx.ConnConfig) {
+	const opt = "-c default_transaction_use_follower_reads=on"
+	if cur := cfg.RuntimeParams["options"]; cur != "" {
+		cfg.RuntimeParams["options"] = cur + " " + opt
+		return
+	}
+	cfg.RuntimeParams["options"] = opt
 }
 
 func detectEngine(ctx context.Context, pool *pgxpool.Pool) (Engine, error) {
@@ -111,8 +138,13 @@ func detectEngine(ctx context.Context, pool *pgxpool.Pool) (Engine, error) {
 	return Postgres, nil
 }
 
-// Close closes the pool after in-flight work has returned.
-func (db *DB) Close() { db.pool.Close() }
+// Close closes the pools after in-flight work has returned.
+func (db *DB) Close() {
+	if db.ref != db.pool {
+		db.ref.Close()
+	}
+	db.pool.Close()
+}
 
 // Engine reports the engine behind the pool.
 func (db *DB) Engine() Engine { return db.engine }

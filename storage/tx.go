@@ -167,3 +167,11 @@ func sleep(ctx context.Context, d time.Duration) error {
 		return nil
 	}
 }
+
+// readReference runs fn in a read-only transaction on the reference-data pool (follower reads
+// on CockroachDB, see followerReads). Reads only: a write there fails.
+func (db *DB) readReference(ctx context.Context, op string, fn func(pgx.Tx) error) error {
+	err := pgx.BeginTxFunc(ctx, db.ref, pgx.TxOptions{AccessMode: pgx.ReadOnly}, fn)
+	db.metrics.observeTx(op, err)
+	return translate(err)
+}

@@ -82,11 +82,14 @@ func TestRetriesRealSerializationFailure(t *testing.T) {
 	if failed != 1 {
 		t.Fatalf("%d transactions refused, want 1 (serializability)", failed)
 	}
-	if got := testutil.ToFloat64(db.metrics.retries.WithLabelValues("probe_skew")); got != 1 {
-		t.Fatalf("retries = %v, want 1", got)
+	// At least the one real conflict; PostgreSQL's predicate locking may report more under load
+	// (page-level false positives), and each is one more re-run.
+	retries := testutil.ToFloat64(db.metrics.retries.WithLabelValues("probe_skew"))
+	if retries < 1 {
+		t.Fatalf("retries = %v, want at least 1", retries)
 	}
-	if attempts[1]+attempts[2] != 3 {
-		t.Fatalf("attempts = %v, want 3 in all", attempts)
+	if got := attempts[1] + attempts[2]; float64(got) != 2+retries {
+		t.Fatalf("attempts = %v, want 2 + %v retries", attempts, retries)
 	}
 }
 

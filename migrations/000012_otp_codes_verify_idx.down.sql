@@ -1,0 +1,1 @@
+DROP INDEX otp_codes_verify_idx;

@@ -1,0 +1,1 @@
+DROP INDEX phone_directory_user_idx;

@@ -1,0 +1,1338 @@
+package storage
+
+// The movement engine: transfers, cash-in, cash-out (hold, collect, cancel, expire) and
+// exchange on a double-entry ledger (design.md, Money).
+//
+// Every movement is one exported method = one serializable transaction = one retry unit. Inside
+// it, statements are pipelined with pgx batches, so a transfer costs four round trips on the
+// happy path: BEGIN, one batch of reads (idempotency, sender state, recipient via the GLOBAL
+// directory, both profiles), one batch of writes (balance updates in a fixed order, the
+// transaction row, one ledger entry per side, the activity log, and the caller's view of the
+// result), and COMMIT. A replay adds one read.
+//
+// Rules every movement keeps:
+//   - idempotency by (region, sender_id, reference) with a SHA-256 fingerprint of the request;
+//     the key is written in the same transaction as the balances, so an ambiguous commit retried
+//     with the same reference can never apply twice (reference/security.md §3.3);
+//   - debits are guarded updates (`AND available >= $amount`; no row = insufficient funds), and
+//     the CHECK constraints are the last line of defence (security.md §4.2);
+//   - balances are updated in (region, user_id, asset) order so concurrent movements lock rows
+//     in the same order and do not deadlock;
+//   - one statement never modifies asset_balances twice: each balance is its own UPDATE
+//     (reference/cockroachdb.md §11);
+//   - every statement on a regional table pins its region (a join pins it through the GLOBAL
+//     directory's home_region, which is the row's region by definition);
+//   - the entries of a transaction sum to zero per asset.
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/shopspring/decimal"
+)
+
+// Party is a user and the region their rows live in.
+type Party struct {
+	UserID uuid.UUID
+	Region string
+}
+
+// Recipient names the other side of a transfer or cash-in: an E.164 phone number or a user id.
+type Recipient struct {
+	Phone  string // E.164, normalised by the caller
+	UserID uuid.UUID
+}
+
+func (r Recipient) String() string {
+	if r.UserID != uuid.Nil {
+		return "user " + r.UserID.String()
+	}
+	return "phone"
+}
+
+// FeeRule is a fee: Fixed plus Percent of the amount, in the movement's asset.
+type FeeRule struct {
+	Fixed   decimal.Decimal
+	Percent decimal.Decimal
+}
+
+// FeeSchedule maps a movement type ("transfer", "cash_out", "exchange"), or a type and asset
+// ("transfer/EGP", which wins), to its fee. The zero schedule charges nothing.
+type FeeSchedule map[string]FeeRule
+
+// Fee returns the fee for a movement, rounded up to the asset's decimals (a fee is never less
+// than the rule says).
+func (f FeeSchedule) Fee(kind, asset string, amount decimal.Decimal, decimals int) decimal.Decimal {
+	rule, ok := f[kind+"/"+asset]
+	if !ok {
+		rule, ok = f[kind]
+	}
+	if !ok {
+		return decimal.Zero
+	}
+	fee := rule.Fixed.Add(amount.Mul(rule.Percent).Div(decimal.NewFromInt(100)))
+	if fee.Sign() <= 0 {
+		return decimal.Zero
+	}
+	return fee.RoundCeil(int32(decimals))
+}
+
+// ParseFeeSchedule reads a schedule from configuration: comma-separated rules
+// "kind[/ASSET]=fixed[+percent%]" or "kind[/ASSET]=percent%", e.g.
+// "transfer=0.10+1%,cash_out/EGP=5,exchange=0.5%". Empty is the zero schedule.
+func ParseFeeSchedule(s string) (FeeSchedule, error) {
+	out := FeeSchedule{}
+	if strings.TrimSpace(s) == "" {
+		return out, nil
+	}
+	kinds := map[string]bool{TypeTransfer: true, TypeCashOut: true, TypeExchange: true, "payment": true}
+	for _, part := range strings.Split(s, ",") {
+		key, val, ok := strings.Cut(strings.TrimSpace(part), "=")
+		kind, asset, _ := strings.Cut(key, "/")
+		if !ok || val == "" || !kinds[kind] || asset != "" && !assetSymbol.MatchString(asset) {
+			return nil, fmt.Errorf("fee rule %q: want kind[/ASSET]=fixed[+percent%%], kind one of transfer, cash_out, exchange, payment", part)
+		}
+		var rule FeeRule
+		fixed, pct := val, ""
+		if f, p, ok := strings.Cut(val, "+"); ok {
+			if f == "" || p == "" {
+				return nil, fmt.Errorf("fee rule %q: want fixed+percent%%", part)
+			}
+			fixed, pct = f, p
+		} else if strings.HasSuffix(val, "%") {
+			fixed, pct = "", val
+		}
+		var err error
+		if fixed != "" {
+			if rule.Fixed, err = decimal.NewFromString(fixed); err != nil || rule.Fixed.Sign() < 0 || !plainNumber.MatchString(fixed) {
+				return nil, fmt.Errorf("fee rule %q: fixed part %q is not a non-negative decimal", part, fixed)
+			}
+		}
+		if pct != "" {
+			num := strings.TrimSuffix(pct, "%")
+			if rule.Percent, err = decimal.NewFromString(num); err != nil || num == pct || !plainNumber.MatchString(num) ||
+				rule.Percent.GreaterThan(decimal.NewFromInt(100)) {
+				return nil, fmt.Errorf("fee rule %q: percent part %q is not a decimal percentage from 0%% to 100%%", part, pct)
+			}
+		}
+		if _, dup := out[key]; dup {
+			return nil, fmt.Errorf("fee rule %q: %s given twice", part, key)
+		}
+		out[key] = rule
+	}
+	return out, nil
+}
+
+var (
+	assetSymbol = regexp.MustCompile(`^[A-Z0-9]{2,10}$`)
+	plainNumber = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?$`)
+)
+
+// Transaction types and statuses as stored and shown.
+const (
+	TypeTransfer = "transfer"
+	TypeCashOut  = "cash_out"
+	TypeCashIn   = "cash_in"
+	TypeExchange = "exchange"
+
+	StatusPending   = "pending"
+	StatusCompleted = "completed"
+	StatusCancelled = "cancelled"
+)
+
+// Transaction is a movement as one party sees it (api.md, Transactions).
+type Transaction struct {
+	ID           uuid.UUID
+	Reference    string // the caller's own reference; empty when someone else initiated it
+	Type         string
+	Status       string
+	Direction    string // incoming or outgoing, seen from the caller
+	Amount       decimal.Decimal
+	Asset        string
+	Decimals     int
+	Fee          decimal.Decimal
+	ToAsset      string
+	ToAmount     decimal.NullDecimal
+	ToDecimals   int
+	ExchangeRate decimal.NullDecimal
+	RateAsOf     *time.Time
+	Note         string
+	Counterparty *Counterparty
+	CreatedAt    time.Time
+	CompletedAt  *time.Time
+	CashOut      *CashOut
+}
+
+// Counterparty is the other party as shown: first name and last initial, masked phone. It is a
+// copy made when the movement happened, so history never reads another region.
+type Counterparty struct {
+	UserID      uuid.UUID
+	DisplayName string `json:"display_name"`
+	Phone       string `json:"phone"`
+}
+
+// CashOut is what the sender needs to collect a cash-out.
+type CashOut struct {
+	Method      string
+	Provider    string
+	PickupCode  string // only while pending
+	ExpiresAt   time.Time
+	CollectedAt *time.Time
+	CancelledAt *time.Time
+}
+
+// Result is a movement's outcome: the transaction as the initiator sees it, and whether it was
+// a replay of an earlier request with the same reference and body.
+type Result struct {
+	Transaction
+	Replayed bool
+}
+
+// TransferRequest moves Amount of Asset from Sender to Recipient.
+type TransferRequest struct {
+	Sender    Party
+	Recipient Recipient
+	Asset     string
+	Amount    decimal.Decimal
+	Reference string
+	Note      string
+	Fees      FeeSchedule
+}
+
+// CashOutRequest holds Amount (plus fee) for pickup.
+type CashOutRequest struct {
+	Sender    Party
+	Asset     string
+	Amount    decimal.Decimal
+	Method    string // atm, agent, bank
+	Provider  string
+	Reference string
+	Fees      FeeSchedule
+	// TTL is how long the pickup code is valid (default 24 hours).
+	TTL time.Duration
+}
+
+// ExchangeRequest converts Amount of From into To at Rate (1 From = Rate To), quoted at AsOf
+// by a RateProvider before the transaction.
+type ExchangeRequest struct {
+	User      Party
+	From, To  string
+	Amount    decimal.Decimal
+	Rate      decimal.Decimal
+	AsOf      time.Time
+	Reference string
+	Fees      FeeSchedule
+}
+
+// CashInRequest funds a wallet from outside (an operator). The initiator is the recipient's
+// region's issuance account, so the transaction is homed with the recipient.
+type CashInRequest struct {
+	Recipient Recipient
+	Asset     string
+	Amount    decimal.Decimal
+	Reference string
+	Note      string
+}
+
+// DefaultCashOutTTL is how long a pickup code is valid unless the request says otherwise.
+const DefaultCashOutTTL = 24 * time.Hour
+
+// Transfer moves money between two users in one serializable transaction that may be retried.
+// Returns ErrIdempotencyConflict, ErrRecipientNotFound, ErrInvalidRecipient, ErrInvalidAmount,
+// ErrAssetUnavailable, ErrWalletFrozen, ErrDailyLimitExceeded, ErrInsufficientFunds, ErrNotFound
+// (no sender wallet).
+func (db *DB) Transfer(ctx context.Context, req TransferRequest) (Result, error) {
+	if req.Recipient.UserID != uuid.Nil && req.Recipient.UserID == req.Sender.UserID {
+		return Result{}, fmt.Errorf("%w: cannot send to yourself", ErrInvalidRecipient)
+	}
+	var bidx []byte
+	if req.Recipient.UserID == uuid.Nil {
+		bidx = db.keys.BlindIndex("phone", req.Recipient.Phone)
+	}
+	return db.idempotent(ctx, func() (Result, error) {
+		var res Result
+		err := db.inTx(ctx, "transfer", serializable, func(tx pgx.Tx) error {
+			var err error
+			res, err = db.transferTx(ctx, tx, req, bidx)
+			return err
+		})
+		return res, err
+	})
+}
+
+func (db *DB) transferTx(ctx context.Context, tx pgx.Tx, req TransferRequest, bidx []byte) (Result, error) {
+	s := req.Sender
+	b := &pgx.Batch{}
+	b.Queue(findReferenceSQL, s.Region, s.UserID, req.Reference)
+	b.Queue(senderStateSQL, s.Region, s.UserID, req.Asset, startOfDay(time.Now()))
+	queueRecipient(b, req.Recipient, bidx, req.Asset)
+	br := tx.SendBatch(ctx, b)
+	existing, err := scanReference(br.QueryRow())
+	if err != nil {
+		br.Close()
+		return Result{}, err
+	}
+	sender, err := scanSenderState(br.QueryRow())
+	if err != nil {
+		br.Close()
+		return Result{}, fmt.Errorf("sender %s: %w", s.UserID, err)
+	}
+	rcpt, rerr := scanRecipient(br.QueryRow())
+	if err := br.Close(); err != nil {
+		return Result{}, err
+	}
+	if rerr != nil && !errors.Is(rerr, ErrRecipientNotFound) {
+		return Result{}, rerr
+	}
+
+	// Idempotency first: a replay answers even if the balance, the limits or the recipient
+	// changed since (a recipient who left since is the one the transaction names).
+	recipientID := rcpt.userID
+	if recipientID == uuid.Nil {
+		recipientID = req.Recipient.UserID
+	}
+	if recipientID == uuid.Nil && existing.recipient != nil {
+		recipientID = *existing.recipient
+	}
+	hash := requestHash(TypeTransfer, req.Asset, req.Amount.String(), recipientID.String(), req.Note)
+	if existing.found {
+		return db.replay(ctx, tx, s, req.Reference, existing.hash, hash)
+	}
+	if rerr != nil {
+		return Result{}, rerr
+	}
+	if rcpt.userID == s.UserID {
+		return Result{}, fmt.Errorf("%w: cannot send to yourself", ErrInvalidRecipient)
+	}
+	if !rcpt.canReceive() {
+		return Result{}, fmt.Errorf("%w: the recipient's wallet cannot receive", ErrInvalidRecipient)
+	}
+	if err := sender.check(req.Asset, req.Amount); err != nil {
+		return Result{}, err
+	}
+	fee := req.Fees.Fee(TypeTransfer, req.Asset, req.Amount, sender.decimals)
+	debit := req.Amount.Add(fee)
+	if err := sender.checkLimit(debit); err != nil {
+		return Result{}, err
+	}
+
+	fees := Party{SystemUserID(s.Region, SystemFees), s.Region}
+	rp := Party{rcpt.userID, rcpt.region}
+	senderView, err := db.display(rcpt.userID, rcpt.profile, s.UserID)
+	if err != nil {
+		return Result{}, err
+	}
+	recipientView, err := db.display(s.UserID, sender.profile, rcpt.userID)
+	if err != nil {
+		return Result{}, err
+	}
+	m := movement{
+		ref:    txRef{s.Region, s.UserID, req.Reference},
+		viewer: s,
+		insert: &txInsert{hash: hash, recipient: &rcpt.userID, typ: TypeTransfer, status: StatusCompleted,
+			amount: req.Amount, asset: req.Asset, fee: fee, note: req.Note},
+		ops: []balanceOp{
+			{party: s, asset: req.Asset, kind: opDebit, amount: debit},
+			{party: rp, asset: req.Asset, kind: opAdjust, amount: req.Amount},
+		},
+		entries: []entry{
+			{party: s, asset: req.Asset, amount: debit.Neg(), cpID: &rcpt.userID, cpDisplay: senderView},
+			{party: rp, asset: req.Asset, amount: req.Amount, cpID: &s.UserID, cpDisplay: recipientView},
+		},
+		activity: []activity{{party: s, action: "transfer_sent"}},
+	}
+	if !rcpt.hasBalance {
+		m.ensure = append(m.ensure, ensureBalance{party: rp, walletID: rcpt.walletID, asset: req.Asset})
+	}
+	if fee.Sign() > 0 {
+		m.ops = append(m.ops, balanceOp{party: fees, asset: req.Asset, kind: opAdjust, amount: fee})
+		m.entries = append(m.entries, entry{party: fees, asset: req.Asset, amount: fee, cpID: &s.UserID})
+	}
+	t, err := db.apply(ctx, tx, m)
+	return Result{Transaction: t}, err
+}
+
+// CashOut holds the amount and fee (available → pending) and issues a pickup code, in one
+// serializable transaction that may be retried. No ledger entry is written until it settles:
+// the total does not change. Returns the errors of Transfer but the recipient ones.
+func (db *DB) CashOut(ctx context.Context, req CashOutRequest) (Result, error) {
+	ttl := req.TTL
+	if ttl <= 0 {
+		ttl = DefaultCashOutTTL
+	}
+	// Made before the closure so that a retry issues the same code.
+	code, err := pickupCode()
+	if err != nil {
+		return Result{}, err
+	}
+	codeEnc, err := db.keys.EncryptString(code, "cash_out_details", "pickup_code_enc", req.Sender.UserID.String())
+	if err != nil {
+		return Result{}, err
+	}
+	return db.idempotent(ctx, func() (Result, error) {
+		var res Result
+		err := db.inTx(ctx, "cash_out", serializable, func(tx pgx.Tx) error {
+			s := req.Sender
+			b := &pgx.Batch{}
+			b.Queue(findReferenceSQL, s.Region, s.UserID, req.Reference)
+			b.Queue(senderStateSQL, s.Region, s.UserID, req.Asset, startOfDay(time.Now()))
+			br := tx.SendBatch(ctx, b)
+			existing, err := scanReference(br.QueryRow())
+			if err != nil {
+				br.Close()
+				return err
+			}
+			sender, err := scanSenderState(br.QueryRow())
+			if cerr := br.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return fmt.Errorf("sender %s: %w", s.UserID, err)
+			}
+			hash := requestHash(TypeCashOut, req.Asset, req.Amount.String(), req.Method, req.Provider)
+			if existing.found {
+				res, err = db.replay(ctx, tx, s, req.Reference, existing.hash, hash)
+				return err
+			}
+			if err := sender.check(req.Asset, req.Amount); err != nil {
+				return err
+			}
+			fee := req.Fees.Fee(TypeCashOut, req.Asset, req.Amount, sender.decimals)
+			hold := req.Amount.Add(fee)
+			if err := sender.checkLimit(hold); err != nil {
+				return err
+			}
+			res.Transaction, err = db.apply(ctx, tx, movement{
+				ref:    txRef{s.Region, s.UserID, req.Reference},
+				viewer: s,
+				insert: &txInsert{hash: hash, typ: TypeCashOut, status: StatusPending,
+					amount: req.Amount, asset: req.Asset, fee: fee},
+				cashOut:  &cashOutInsert{method: req.Method, provider: req.Provider, codeEnc: codeEnc, ttl: ttl},
+				ops:      []balanceOp{{party: s, asset: req.Asset, kind: opHold, amount: hold}},
+				activity: []activity{{party: s, action: "cash_out_requested"}},
+			})
+			return err
+		})
+		return res, err
+	})
+}
+
+// Exchange converts between two assets of the caller's wallet at req.Rate, against the
+// region's issuance account (so each asset's entries sum to zero), in one serializable
+// transaction that may be retried. The rate and its time are stored on the transaction. The
+// amount received is rounded down to the target asset's decimals. Returns the errors of
+// CashOut.
+func (db *DB) Exchange(ctx context.Context, req ExchangeRequest) (Result, error) {
+	if req.From == req.To {
+		return Result{}, fmt.Errorf("%w: exchange needs two different assets", ErrInvalidAmount)
+	}
+	if req.Rate.Sign() <= 0 {
+		return Result{}, fmt.Errorf("%w: no rate for %s/%s", ErrAssetUnavailable, req.From, req.To)
+	}
+	return db.idempotent(ctx, func() (Result, error) {
+		var res Result
+		err := db.inTx(ctx, "exchange", serializable, func(tx pgx.Tx) error {
+			u := req.User
+			b := &pgx.Batch{}
+			b.Queue(findReferenceSQL, u.Region, u.UserID, req.Reference)
+			b.Queue(senderStateSQL, u.Region, u.UserID, req.From, startOfDay(time.Now()))
+			b.Queue(targetAssetSQL, u.Region, u.UserID, req.To)
+			br := tx.SendBatch(ctx, b)
+			existing, err := scanReference(br.QueryRow())
+			if err != nil {
+				br.Close()
+				return err
+			}
+			sender, err := scanSenderState(br.QueryRow())
+			if err != nil {
+				br.Close()
+				return fmt.Errorf("user %s: %w", u.UserID, err)
+			}
+			var toDecimals int
+			var toActive, toHasBalance bool
+			err = br.QueryRow().Scan(&toDecimals, &toActive, &toHasBalance)
+			if cerr := br.Close(); err == nil {
+				err = cerr
+			}
+			if errors.Is(err, pgx.ErrNoRows) {
+				return fmt.Errorf("%w: %s", ErrAssetUnavailable, req.To)
+			}
+			if err != nil {
+				return err
+			}
+			hash := requestHash(TypeExchange, req.From, req.Amount.String(), req.To)
+			if existing.found {
+				res, err = db.replay(ctx, tx, u, req.Reference, existing.hash, hash)
+				return err
+			}
+			if !toActive {
+				return fmt.Errorf("%w: %s", ErrAssetUnavailable, req.To)
+			}
+			if err := sender.check(req.From, req.Amount); err != nil {
+				return err
+			}
+			fee := req.Fees.Fee(TypeExchange, req.From, req.Amount, sender.decimals)
+			debit := req.Amount.Add(fee)
+			if err := sender.checkLimit(debit); err != nil {
+				return err
+			}
+			toAmount := req.Amount.Mul(req.Rate).RoundFloor(int32(toDecimals))
+			if toAmount.Sign() <= 0 {
+				return fmt.Errorf("%w: the amount buys nothing at this rate", ErrInvalidAmount)
+			}
+			iss := Party{SystemUserID(u.Region, SystemIssuance), u.Region}
+			asOf := req.AsOf
+			m := movement{
+				ref:    txRef{u.Region, u.UserID, req.Reference},
+				viewer: u,
+				insert: &txInsert{hash: hash, typ: TypeExchange, status: StatusCompleted, amount: req.Amount,
+					asset: req.From, fee: fee, toAsset: req.To, toAmount: &toAmount, rate: &req.Rate, rateAsOf: &asOf},
+				ops: []balanceOp{
+					{party: u, asset: req.From, kind: opDebit, amount: debit},
+					{party: u, asset: req.To, kind: opAdjust, amount: toAmount},
+					{party: iss, asset: req.From, kind: opAdjust, amount: req.Amount},
+					{party: iss, asset: req.To, kind: opAdjust, amount: toAmount.Neg()},
+				},
+				entries: []entry{
+					{party: u, asset: req.From, amount: debit.Neg()},
+					{party: u, asset: req.To, amount: toAmount},
+					{party: iss, asset: req.From, amount: req.Amount, cpID: &u.UserID},
+					{party: iss, asset: req.To, amount: toAmount.Neg(), cpID: &u.UserID},
+				},
+				activity: []activity{{party: u, action: "exchange"}},
+			}
+			if !toHasBalance {
+				m.ensure = append(m.ensure, ensureBalance{party: u, asset: req.To})
+			}
+			if fee.Sign() > 0 {
+				fees := Party{SystemUserID(u.Region, SystemFees), u.Region}
+				m.ops = append(m.ops, balanceOp{party: fees, asset: req.From, kind: opAdjust, amount: fee})
+				m.entries = append(m.entries, entry{party: fees, asset: req.From, amount: fee, cpID: &u.UserID})
+			}
+			res.Transaction, err = db.apply(ctx, tx, m)
+			return err
+		})
+		return res, err
+	})
+}
+
+// CashIn credits a wallet from the issuance account of the recipient's home region (money
+// entering 7awel), idempotent by (that account, reference), in one serializable transaction that
+// may be retried. The result is the issuance account's view. Returns ErrRecipientNotFound,
+// ErrInvalidRecipient (wallet frozen), ErrInvalidAmount, ErrAssetUnavailable,
+// ErrIdempotencyConflict.
+func (db *DB) CashIn(ctx context.Context, req CashInRequest) (Result, error) {
+	var bidx []byte
+	if req.Recipient.UserID == uuid.Nil {
+		bidx = db.keys.BlindIndex("phone", req.Recipient.Phone)
+	}
+	return db.idempotent(ctx, func() (Result, error) {
+		var res Result
+		err := db.inTx(ctx, "cash_in", serializable, func(tx pgx.Tx) error {
+			// The recipient's region decides the initiator, so the recipient is read first.
+			b := &pgx.Batch{}
+			queueRecipient(b, req.Recipient, bidx, req.Asset)
+			b.Queue(getAssetSQL, req.Asset)
+			br := tx.SendBatch(ctx, b)
+			rcpt, err := scanRecipient(br.QueryRow())
+			if err != nil {
+				br.Close()
+				return err
+			}
+			var a Asset
+			var network *string
+			err = br.QueryRow().Scan(&a.Symbol, &a.Name, &a.AssetType, &a.Decimals, &a.MinAmount, &a.MaxAmount,
+				&network, &a.IsActive, &a.SortOrder)
+			if cerr := br.Close(); err == nil {
+				err = cerr
+			}
+			if errors.Is(err, pgx.ErrNoRows) || err == nil && !a.IsActive {
+				return fmt.Errorf("%w: %s", ErrAssetUnavailable, req.Asset)
+			}
+			if err != nil {
+				return err
+			}
+			iss := Party{SystemUserID(rcpt.region, SystemIssuance), rcpt.region}
+			existing, err := scanReference(tx.QueryRow(ctx, findReferenceSQL, iss.Region, iss.UserID, req.Reference))
+			if err != nil {
+				return err
+			}
+			hash := requestHash(TypeCashIn, req.Asset, req.Amount.String(), rcpt.userID.String(), req.Note)
+			if existing.found {
+				res, err = db.replay(ctx, tx, iss, req.Reference, existing.hash, hash)
+				return err
+			}
+			if err := checkAmount(req.Amount, a.Decimals, a.MinAmount, a.MaxAmount); err != nil {
+				return err
+			}
+			if !rcpt.canReceive() {
+				return fmt.Errorf("%w: the wallet cannot receive", ErrInvalidRecipient)
+			}
+			rp := Party{rcpt.userID, rcpt.region}
+			view, err := db.display(rcpt.userID, rcpt.profile, iss.UserID)
+			if err != nil {
+				return err
+			}
+			m := movement{
+				ref:    txRef{iss.Region, iss.UserID, req.Reference},
+				viewer: iss,
+				insert: &txInsert{hash: hash, recipient: &rcpt.userID, typ: TypeCashIn, status: StatusCompleted,
+					amount: req.Amount, asset: req.Asset, note: req.Note},
+				ops: []balanceOp{
+					{party: iss, asset: req.Asset, kind: opAdjust, amount: req.Amount.Neg()},
+					{party: rp, asset: req.Asset, kind: opAdjust, amount: req.Amount},
+				},
+				entries: []entry{
+					{party: iss, asset: req.Asset, amount: req.Amount.Neg(), cpID: &rcpt.userID, cpDisplay: view},
+					{party: rp, asset: req.Asset, amount: req.Amount},
+				},
+				activity: []activity{{party: rp, action: "cash_in_received"}},
+			}
+			if !rcpt.hasBalance {
+				m.ensure = append(m.ensure, ensureBalance{party: rp, walletID: rcpt.walletID, asset: req.Asset})
+			}
+			res.Transaction, err = db.apply(ctx, tx, m)
+			return err
+		})
+		return res, err
+	})
+}
+
+// CollectCashOut settles a pending cash-out: the held money leaves (pending and total go down)
+// against the issuance account, the fee goes to the fee account, with ledger entries, in one
+// serializable transaction that may be retried. The cash-out is found by id in the serving
+// region first, then in the others (operators do not know where it is homed; this is not a hot
+// path). Returns the sender's view; ErrNotFound, ErrCashOutNotPending.
+func (db *DB) CollectCashOut(ctx context.Context, id uuid.UUID, serving string) (Transaction, error) {
+	return db.settleCashOut(ctx, id, serving, true, time.Time{})
+}
+
+// CancelCashOut returns a pending cash-out's hold to the available balance, in one
+// serializable transaction that may be retried. Returns ErrNotFound, ErrCashOutNotPending.
+func (db *DB) CancelCashOut(ctx context.Context, id uuid.UUID, serving string) (Transaction, error) {
+	return db.settleCashOut(ctx, id, serving, false, time.Time{})
+}
+
+// ExpireCashOuts cancels every open cash-out of every region whose pickup code expired at now,
+// each in its own serializable transaction, and returns how many it expired. The lead runs it
+// periodically; running it in several processes at once is safe (a cash-out is released once).
+func (db *DB) ExpireCashOuts(ctx context.Context, now time.Time) (int, error) {
+	total := 0
+	for _, region := range db.regions.Names() {
+		n, err := db.ExpireCashOutsIn(ctx, region, now)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// ExpireCashOutsIn is ExpireCashOuts for one region.
+func (db *DB) ExpireCashOutsIn(ctx context.Context, region string, now time.Time) (int, error) {
+	expired := 0
+	for {
+		before := expired
+		var ids []uuid.UUID
+		err := db.inTx(ctx, "find_expired_cash_outs", readCommitted, func(tx pgx.Tx) error {
+			ids = ids[:0]
+			rows, err := tx.Query(ctx, expiredCashOutsSQL, region, now)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var id uuid.UUID
+				if err := rows.Scan(&id); err != nil {
+					return err
+				}
+				ids = append(ids, id)
+			}
+			return rows.Err()
+		})
+		if err != nil {
+			return expired, err
+		}
+		for _, id := range ids {
+			_, err := db.settleCashOut(ctx, id, region, false, now)
+			if errors.Is(err, ErrCashOutNotPending) {
+				continue // settled concurrently
+			}
+			if err != nil {
+				return expired, err
+			}
+			expired++
+		}
+		if len(ids) < expireBatch || expired == before {
+			// A full batch that expired nothing was all settled concurrently; the next run
+			// picks up anything left.
+			return expired, nil
+		}
+	}
+}
+
+const expireBatch = 100
+
+const expiredCashOutsSQL = `
+SELECT transaction_id FROM cash_out_details
+WHERE region = $1 AND expires_at <= $2 AND collected_at IS NULL AND cancelled_at IS NULL
+ORDER BY expires_at LIMIT 100`
+
+// settleCashOut collects (collect) or returns (!collect) a pending cash-out. A non-zero expireAt
+// marks an expiry: it only applies if the code expired by then.
+func (db *DB) settleCashOut(ctx context.Context, id uuid.UUID, serving string, collect bool, expireAt time.Time) (Transaction, error) {
+	regions := db.regions.Names()
+	sort.SliceStable(regions, func(i, j int) bool { return regions[i] == serving && regions[j] != serving })
+	op := "cancel_cash_out"
+	if collect {
+		op = "collect_cash_out"
+	}
+	var out Transaction
+	err := db.inTx(ctx, op, serializable, func(tx pgx.Tx) error {
+		var (
+			found            bool
+			sender           Party
+			reference, asset string
+			status           string
+			amount, fee      decimal.Decimal
+			expiresAt        time.Time
+		)
+		for _, region := range regions {
+			err := tx.QueryRow(ctx, findCashOutSQL, region, id).Scan(&sender.UserID, &reference, &status,
+				&amount, &fee, &asset, &expiresAt)
+			if errors.Is(err, pgx.ErrNoRows) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			found, sender.Region = true, region
+			break
+		}
+		if !found {
+			return fmt.Errorf("cash-out %s: %w", id, ErrNotFound)
+		}
+		if status != StatusPending {
+			return fmt.Errorf("%w: cash-out %s is %s", ErrCashOutNotPending, id, status)
+		}
+		now := time.Now()
+		if !expireAt.IsZero() {
+			now = expireAt
+		}
+		if collect && !expiresAt.After(now) {
+			return fmt.Errorf("%w: cash-out %s expired", ErrCashOutNotPending, id)
+		}
+		if !expireAt.IsZero() && expiresAt.After(expireAt) {
+			return fmt.Errorf("%w: cash-out %s has not expired", ErrCashOutNotPending, id)
+		}
+		held := amount.Add(fee)
+		m := movement{
+			ref:    txRef{sender.Region, sender.UserID, reference},
+			viewer: sender,
+			update: &txUpdate{id: id},
+		}
+		if collect {
+			iss := Party{SystemUserID(sender.Region, SystemIssuance), sender.Region}
+			m.update.status, m.update.collected = StatusCompleted, true
+			m.ops = []balanceOp{
+				{party: sender, asset: asset, kind: opCollect, amount: held},
+				{party: iss, asset: asset, kind: opAdjust, amount: amount},
+			}
+			m.entries = []entry{
+				{party: sender, asset: asset, amount: held.Neg()},
+				{party: iss, asset: asset, amount: amount, cpID: &sender.UserID},
+			}
+			if fee.Sign() > 0 {
+				fees := Party{SystemUserID(sender.Region, SystemFees), sender.Region}
+				m.ops = append(m.ops, balanceOp{party: fees, asset: asset, kind: opAdjust, amount: fee})
+				m.entries = append(m.entries, entry{party: fees, asset: asset, amount: fee, cpID: &sender.UserID})
+			}
+			m.activity = []activity{{party: sender, action: "cash_out_collected"}}
+		} else {
+			m.update.status = StatusCancelled
+			m.ops = []balanceOp{{party: sender, asset: asset, kind: opRelease, amount: held}}
+			action := "cash_out_cancelled"
+			if !expireAt.IsZero() {
+				action = "cash_out_expired"
+				m.update.expired = true
+			}
+			m.activity = []activity{{party: sender, action: action}}
+		}
+		var err error
+		out, err = db.apply(ctx, tx, m)
+		return err
+	})
+	return out, err
+}
+
+const findCashOutSQL = `
+SELECT t.sender_id, t.reference, t.status, t.amount, t.fee, t.asset_symbol, c.expires_at
+FROM transactions t
+JOIN cash_out_details c ON c.region = $1 AND c.transaction_id = t.id
+WHERE t.region = $1 AND t.id = $2 AND t.type = 'cash_out'
+FOR UPDATE OF t`
+
+// idempotent runs a movement; if it lost a race on its own reference (two requests with the same
+// reference at once: a unique violation rather than a serialization failure), it runs once more,
+// which then finds the winner's row and replays or refuses it.
+func (db *DB) idempotent(ctx context.Context, run func() (Result, error)) (Result, error) {
+	res, err := run()
+	if errors.Is(err, ErrConflict) && strings.Contains(err.Error(), "transactions_region_sender_reference_key") {
+		res, err = run()
+	}
+	return res, err
+}
+
+// replay answers a repeated reference: the same body gets the transaction as it is now, a
+// different body ErrIdempotencyConflict.
+func (db *DB) replay(ctx context.Context, tx pgx.Tx, viewer Party, reference string, stored, hash []byte) (Result, error) {
+	if !bytes.Equal(stored, hash) {
+		return Result{}, fmt.Errorf("%w: reference %q was used with another request", ErrIdempotencyConflict, reference)
+	}
+	q, args := historyQuery(viewer, HistoryFilter{Reference: reference, Limit: 1})
+	rows, err := tx.Query(ctx, q, args...)
+	if err != nil {
+		return Result{}, err
+	}
+	items, err := db.scanHistory(rows, viewer)
+	if err != nil {
+		return Result{}, err
+	}
+	if len(items) == 0 {
+		return Result{}, fmt.Errorf("replay of %q: %w", reference, ErrNotFound)
+	}
+	return Result{Transaction: items[0], Replayed: true}, nil
+}
+
+// requestHash is the request's fingerprint: SHA-256 over a versioned, NUL-separated list of the
+// fields that define the movement (reference/security.md §3.3). Amounts are canonical decimal
+// strings, so "10" and "10.00" are the same request.
+func requestHash(fields ...string) []byte {
+	h := sha256.New()
+	h.Write([]byte("v1"))
+	for _, f := range fields {
+		h.Write([]byte{0})
+		h.Write([]byte(f))
+	}
+	return h.Sum(nil)
+}
+
+// pickupCode is 8 random digits from crypto/rand.
+func pickupCode() (string, error) {
+	n, err := rand.Int(rand.Reader, big.NewInt(100_000_000))
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%08d", n.Int64()), nil
+}
+
+func startOfDay(t time.Time) time.Time {
+	t = t.UTC()
+	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+}
+
+// checkAmount refuses what the asset does not allow: not positive, more decimals than the
+// asset, outside [min, max]. The server checks the same first, for a clear answer; this is the
+// data layer not trusting it.
+func checkAmount(amount decimal.Decimal, decimals int, minS, maxS string) error {
+	if amount.Sign() <= 0 {
+		return fmt.Errorf("%w: must be positive", ErrInvalidAmount)
+	}
+	if !amount.Equal(amount.Truncate(int32(decimals))) {
+		return fmt.Errorf("%w: at most %d decimals", ErrInvalidAmount, decimals)
+	}
+	lo, err1 := decimal.NewFromString(minS)
+	hi, err2 := decimal.NewFromString(maxS)
+	if err1 != nil || err2 != nil {
+		return fmt.Errorf("asset limits %q..%q: %v %v", minS, maxS, err1, err2)
+	}
+	if amount.LessThan(lo) || amount.GreaterThan(hi) {
+		return fmt.Errorf("%w: must be between %s and %s", ErrInvalidAmount, lo, hi)
+	}
+	return nil
+}
+
+// --- reads of the first batch ---
+
+const findReferenceSQL = `
+SELECT request_hash, recipient_id FROM transactions WHERE region = $1 AND sender_id = $2 AND reference = $3`
+
+type refState struct {
+	found     bool
+	hash      []byte
+	recipient *uuid.UUID
+}
+
+func scanReference(row pgx.Row) (refState, error) {
+	var r refState
+	err := row.Scan(&r.hash, &r.recipient)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return r, nil
+	}
+	r.found = err == nil
+	return r, err
+}
+
+// senderStateSQL reads what a debit checks: wallet status, the asset's rules, the daily limit
+// (NULL: the asset's maximum) and what was already sent today in the asset, and the sender's
+// profile for the recipient's copy of the display. One row; none without a wallet.
+const senderStateSQL = `
+SELECT w.status, a.decimals, a.min_amount::text, a.max_amount::text, a.is_active,
+       COALESCE(s.daily_limit, a.max_amount),
+       (SELECT COALESCE(sum(t.amount + t.fee), 0) FROM transactions t
+         WHERE t.region = $1 AND t.sender_id = $2 AND t.asset_symbol = $3 AND t.created_at >= $4
+           AND t.type IN ('transfer', 'payment', 'cash_out', 'exchange')
+           AND t.status IN ('pending', 'processing', 'completed')),
+       p.first_name_enc, p.last_name_enc, u.phone_enc
+FROM wallets w
+LEFT JOIN supported_assets a ON a.symbol = $3
+LEFT JOIN user_settings s ON s.region = $1 AND s.user_id = $2
+LEFT JOIN users u ON u.region = $1 AND u.id = $2
+LEFT JOIN user_profiles p ON p.region = $1 AND p.user_id = $2
+WHERE w.region = $1 AND w.user_id = $2`
+
+type profile struct {
+	first, last, phone []byte // ciphertexts
+}
+
+type senderState struct {
+	walletStatus string
+	assetFound   bool
+	decimals     int
+	min, max     string
+	active       bool
+	limit, spent decimal.Decimal
+	profile      profile
+}
+
+func scanSenderState(row pgx.Row) (senderState, error) {
+	var s senderState
+	var decimals *int
+	var minS, maxS *string
+	var active *bool
+	var limit decimal.NullDecimal
+	err := row.Scan(&s.walletStatus, &decimals, &minS, &maxS, &active, &limit, &s.spent,
+		&s.profile.first, &s.profile.last, &s.profile.phone)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return s, fmt.Errorf("wallet: %w", ErrNotFound)
+	}
+	if err != nil {
+		return s, err
+	}
+	if decimals != nil {
+		s.assetFound, s.decimals, s.min, s.max, s.active, s.limit = true, *decimals, *minS, *maxS, *active, limit.Decimal
+	}
+	return s, nil
+}
+
+// check refuses a debit the wallet or the asset does not allow.
+func (s senderState) check(asset string, amount decimal.Decimal) error {
+	if !s.assetFound || !s.active {
+		return fmt.Errorf("%w: %s", ErrAssetUnavailable, asset)
+	}
+	if s.walletStatus != "active" {
+		return fmt.Errorf("%w: wallet is %s", ErrWalletFrozen, s.walletStatus)
+	}
+	return checkAmount(amount, s.decimals, s.min, s.max)
+}
+
+// checkLimit refuses a debit that takes the day's outgoing total in the asset over the limit.
+func (s senderState) checkLimit(debit decimal.Decimal) error {
+	if s.spent.Add(debit).GreaterThan(s.limit) {
+		return fmt.Errorf("%w: %s of %s used today", ErrDailyLimitExceeded, s.spent, s.limit)
+	}
+	return nil
+}
+
+const targetAssetSQL = `
+SELECT a.decimals, a.is_active,
+       EXISTS (SELECT 1 FROM asset_balances b WHERE b.region = $1 AND b.user_id = $2 AND b.asset_symbol = a.symbol)
+FROM supported_assets a WHERE a.symbol = $3`
+
+// The recipient through the GLOBAL phone directory, joined to its rows in its home region: the
+// directory's home_region IS the region of those rows, so each join pins the region.
+const recipientColumns = `
+SELECT d.user_id, d.home_region::text, u.status, w.id, w.status,
+       EXISTS (SELECT 1 FROM asset_balances b WHERE b.region = d.home_region AND b.user_id = d.user_id AND b.asset_symbol = $2),
+       p.first_name_enc, p.last_name_enc, u.phone_enc
+FROM phone_directory d
+LEFT JOIN users u ON u.region = d.home_region AND u.id = d.user_id
+LEFT JOIN wallets w ON w.region = d.home_region AND w.user_id = d.user_id
+LEFT JOIN user_profiles p ON p.region = d.home_region AND p.user_id = d.user_id`
+
+const recipientByPhoneSQL = recipientColumns + `
+WHERE d.phone_bidx = $1`
+
+// By id: the directory's user_id index (migration 000020). A user with two directory rows (a
+// phone change in flight) has one home region, so any row answers.
+const recipientByIDSQL = recipientColumns + `
+WHERE d.user_id = $1 LIMIT 1`
+
+func queueRecipient(b *pgx.Batch, r Recipient, bidx []byte, asset string) {
+	if r.UserID != uuid.Nil {
+		b.Queue(recipientByIDSQL, r.UserID, asset)
+	} else {
+		b.Queue(recipientByPhoneSQL, bidx, asset)
+	}
+}
+
+type recipientState struct {
+	userID       uuid.UUID
+	region       string
+	userStatus   *string
+	walletID     *uuid.UUID
+	walletStatus *string
+	hasBalance   bool
+	profile      profile
+}
+
+func (r recipientState) canReceive() bool {
+	return r.walletStatus != nil && *r.walletStatus == "active"
+}
+
+func scanRecipient(row pgx.Row) (recipientState, error) {
+	var r recipientState
+	err := row.Scan(&r.userID, &r.region, &r.userStatus, &r.walletID, &r.walletStatus, &r.hasBalance,
+		&r.profile.first, &r.profile.last, &r.profile.phone)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return r, fmt.Errorf("%w: no such user", ErrRecipientNotFound)
+	}
+	if err != nil {
+		return r, err
+	}
+	if r.userStatus == nil || *r.userStatus != "active" || r.walletID == nil {
+		return r, fmt.Errorf("%w: user %s has no active wallet", ErrRecipientNotFound, r.userID)
+	}
+	return r, nil
+}
+
+// display encrypts, for owner's ledger entry, how the counterparty is shown: first name and last
+// initial, phone masked to its last four digits. The profile is decrypted with the AAD of its
+// own row (CONTRACTS.md); the copy is bound to the owner's entries.
+func (db *DB) display(counterparty uuid.UUID, p profile, owner uuid.UUID) ([]byte, error) {
+	id := counterparty.String()
+	first, err := db.keys.DecryptString(p.first, "user_profiles", "first_name_enc", id)
+	if err != nil {
+		return nil, err
+	}
+	last, err := db.keys.DecryptString(p.last, "user_profiles", "last_name_enc", id)
+	if err != nil {
+		return nil, err
+	}
+	phone, err := db.keys.DecryptString(p.phone, "users", "phone_enc", id)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := json.Marshal(Counterparty{DisplayName: DisplayName(first, last), Phone: MaskPhone(phone)})
+	if err != nil {
+		return nil, err
+	}
+	return db.keys.Encrypt(raw, "ledger_entries", "counterparty_display", owner.String())
+}
+
+// DisplayName is how a user is shown to others: first name and last initial ("Sara K.").
+func DisplayName(first, last string) string {
+	first = strings.TrimSpace(first)
+	last = strings.TrimSpace(last)
+	if last == "" {
+		return first
+	}
+	r := []rune(last)
+	return strings.TrimSpace(first + " " + strings.ToUpper(string(r[0])) + ".")
+}
+
+// MaskPhone shows only the last four digits of a phone number ("•••• 4567").
+func MaskPhone(phone string) string {
+	var digits []rune
+	for _, r := range phone {
+		if r >= '0' && r <= '9' {
+			digits = append(digits, r)
+		}
+	}
+	if len(digits) < 4 {
+		return ""
+	}
+	return "•••• " + string(digits[len(digits)-4:])
+}
+
+// --- the write batch ---
+
+type opKind int
+
+const (
+	opDebit   opKind = iota // available and total down, guarded: available >= amount
+	opAdjust                // available and total by a signed amount, unguarded (credits; system accounts)
+	opHold                  // available → pending, guarded
+	opCollect               // pending and total down, guarded: pending >= amount
+	opRelease               // pending → available, guarded: pending >= amount
+)
+
+var opSQL = map[opKind]string{
+	opDebit: `UPDATE asset_balances SET available = available - $4, total = total - $4, last_updated = now()
+WHERE region = $1 AND user_id = $2 AND asset_symbol = $3 AND available >= $4 RETURNING total`,
+	opAdjust: `UPDATE asset_balances SET available = available + $4, total = total + $4, last_updated = now()
+WHERE region = $1 AND user_id = $2 AND asset_symbol = $3 RETURNING total`,
+	opHold: `UPDATE asset_balances SET available = available - $4, pending = pending + $4, last_updated = now()
+WHERE region = $1 AND user_id = $2 AND asset_symbol = $3 AND available >= $4 RETURNING total`,
+	opCollect: `UPDATE asset_balances SET pending = pending - $4, total = total - $4, last_updated = now()
+WHERE region = $1 AND user_id = $2 AND asset_symbol = $3 AND pending >= $4 RETURNING total`,
+	opRelease: `UPDATE asset_balances SET pending = pending - $4, available = available + $4, last_updated = now()
+WHERE region = $1 AND user_id = $2 AND asset_symbol = $3 AND pending >= $4 RETURNING total`,
+}
+
+type balanceOp struct {
+	party  Party
+	asset  string
+	kind   opKind
+	amount decimal.Decimal
+}
+
+type ensureBalance struct {
+	party    Party
+	walletID *uuid.UUID // nil: look it up by user
+	asset    string
+}
+
+type entry struct {
+	party     Party
+	asset     string
+	amount    decimal.Decimal // signed change of the total
+	cpID      *uuid.UUID
+	cpDisplay []byte
+}
+
+type activity struct {
+	party  Party
+	action string
+}
+
+// txRef finds a movement's transaction row by its idempotency key, which is known before the
+// row exists (its id comes from the gen_random_uuid() default).
+type txRef struct {
+	region    string
+	senderID  uuid.UUID
+	reference string
+}
+
+type txInsert struct {
+	hash      []byte
+	recipient *uuid.UUID
+	typ       string
+	status    string
+	amount    decimal.Decimal
+	asset     string
+	fee       decimal.Decimal
+	toAsset   string
+	toAmount  *decimal.Decimal
+	rate      *decimal.Decimal
+	rateAsOf  *time.Time
+	note      string
+}
+
+type txUpdate struct {
+	id        uuid.UUID
+	status    string
+	collected bool
+	expired   bool
+}
+
+type cashOutInsert struct {
+	method, provider string
+	codeEnc          []byte
+	ttl              time.Duration
+}
+
+type movement struct {
+	ref      txRef
+	viewer   Party
+	insert   *txInsert
+	update   *txUpdate
+	cashOut  *cashOutInsert
+	ensure   []ensureBalance
+	ops      []balanceOp
+	entries  []entry
+	activity []activity
+}
+
+const ensureBalanceSQL = `
+INSERT INTO asset_balances (region, wallet_id, user_id, asset_symbol)
+SELECT w.region, w.id, w.user_id, $3 FROM wallets w WHERE w.region = $1 AND w.user_id = $2
+ON CONFLICT (region, user_id, asset_symbol) DO NOTHING`
+
+const insertTxSQL = `
+INSERT INTO transactions (region, reference, request_hash, sender_id, recipient_id, type, status,
+    amount, asset_symbol, fee, to_asset_symbol, to_amount, exchange_rate, rate_as_of, note, completed_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+    CASE WHEN $7::text = 'completed' THEN now() END)`
+
+const updateTxSQL = `
+UPDATE transactions SET status = $3, updated_at = now(),
+    completed_at = CASE WHEN $3::text = 'completed' THEN now() ELSE completed_at END,
+    metadata = CASE WHEN $4::boolean THEN '{"reason": "expired"}'::jsonb ELSE metadata END
+WHERE region = $1 AND id = $2 AND status = 'pending'`
+
+const insertCashOutSQL = `
+INSERT INTO cash_out_details (transaction_id, region, method, provider, pickup_code_enc, expires_at)
+SELECT t.id, t.region, $4, $5, $6, now() + $7::interval
+FROM transactions t WHERE t.region = $1 AND t.sender_id = $2 AND t.reference = $3`
+
+const settleCashOutSQL = `
+UPDATE cash_out_details
+SET collected_at = CASE WHEN $3::boolean THEN now() END,
+    cancelled_at = CASE WHEN $3::boolean THEN NULL ELSE now() END
+WHERE region = $1 AND transaction_id = $2 AND collected_at IS NULL AND cancelled_at IS NULL`
+
+// The entry takes its wallet and balance_after from the balance row this transaction just
+// updated (a statement sees its transaction's earlier writes), and its transaction id from the
+// row found by idempotency key, so the whole write batch is sent before any answer is read.
+const insertEntrySQL = `
+INSERT INTO ledger_entries (region, wallet_id, user_id, transaction_id, asset_symbol, amount, balance_after,
+    tx_type, counterparty_id, counterparty_display, note)
+SELECT b.region, b.wallet_id, b.user_id, t.id, b.asset_symbol, $4, b.total, t.type, $8, $9, t.note
+FROM asset_balances b, transactions t
+WHERE b.region = $1 AND b.user_id = $2 AND b.asset_symbol = $3
+  AND t.region = $5 AND t.sender_id = $6 AND t.reference = $7`
+
+// Activity details are ids and codes only, never PII.
+const insertActivitySQL = `
+INSERT INTO activity_logs (region, user_id, action, details)
+SELECT $1, $2, $3, jsonb_build_object('transaction_id', t.id::text, 'type', t.type, 'asset', t.asset_symbol)
+FROM transactions t WHERE t.region = $4 AND t.sender_id = $5 AND t.reference = $6`
+
+// apply sends a movement's writes as one batch, ending with the viewer's view of the
+// transaction, and checks every answer. Balance updates run in (region, user_id, asset) order.
+func (db *DB) apply(ctx context.Context, tx pgx.Tx, m movement) (Transaction, error) {
+	ops := append([]balanceOp(nil), m.ops...)
+	sort.SliceStable(ops, func(i, j int) bool {
+		a, b := ops[i], ops[j]
+		if a.party.Region != b.party.Region {
+			return a.party.Region < b.party.Region
+		}
+		if c := bytes.Compare(a.party.UserID[:], b.party.UserID[:]); c != 0 {
+			return c < 0
+		}
+		return a.asset < b.asset
+	})
+	r := m.ref
+	b := &pgx.Batch{}
+	for _, e := range m.ensure {
+		b.Queue(ensureBalanceSQL, e.party.Region, e.party.UserID, e.asset)
+	}
+	if in := m.insert; in != nil {
+		b.Queue(insertTxSQL, r.region, r.reference, in.hash, r.senderID, in.recipient, in.typ, in.status,
+			in.amount, in.asset, in.fee, nullIfEmpty(in.toAsset), in.toAmount, in.rate, in.rateAsOf,
+			nullIfEmpty(in.note))
+	}
+	if up := m.update; up != nil {
+		b.Queue(updateTxSQL, r.region, up.id, up.status, up.expired)
+		b.Queue(settleCashOutSQL, r.region, up.id, up.collected)
+	}
+	if c := m.cashOut; c != nil {
+		b.Queue(insertCashOutSQL, r.region, r.senderID, r.reference, c.method, nullIfEmpty(c.provider), c.codeEnc,
+			fmt.Sprintf("%d seconds", int64(c.ttl/time.Second)))
+	}
+	for _, op := range ops {
+		b.Queue(opSQL[op.kind], op.party.Region, op.party.UserID, op.asset, op.amount)
+	}
+	for _, e := range m.entries {
+		b.Queue(insertEntrySQL, e.party.Region, e.party.UserID, e.asset, e.amount, r.region, r.senderID, r.reference,
+			e.cpID, e.cpDisplay)
+	}
+	for _, a := range m.activity {
+		b.Queue(insertActivitySQL, a.party.Region, a.party.UserID, a.action, r.region, r.senderID, r.reference)
+	}
+	q, args := historyQuery(m.viewer, HistoryFilter{Reference: r.reference, Limit: 1})
+	b.Queue(q, args...)
+
+	br := tx.SendBatch(ctx, b)
+	defer br.Close()
+	for range m.ensure {
+		if _, err := br.Exec(); err != nil {
+			return Transaction{}, fmt.Errorf("ensure balance: %w", err)
+		}
+	}
+	if m.insert != nil {
+		if _, err := br.Exec(); err != nil {
+			return Transaction{}, fmt.Errorf("insert transaction: %w", err)
+		}
+	}
+	if m.update != nil {
+		for _, what := range []string{"transaction", "cash-out"} {
+			tag, err := br.Exec()
+			if err != nil {
+				return Transaction{}, fmt.Errorf("settle %s: %w", what, err)
+			}
+			if tag.RowsAffected() != 1 {
+				return Transaction{}, fmt.Errorf("%w: %s %s was settled concurrently", ErrCashOutNotPending, what, m.update.id)
+			}
+		}
+	}
+	if m.cashOut != nil {
+		if err := execOne(br, "insert cash-out details"); err != nil {
+			return Transaction{}, err
+		}
+	}
+	for _, op := range ops {
+		var total decimal.Decimal
+		err := br.QueryRow().Scan(&total)
+		if errors.Is(err, pgx.ErrNoRows) {
+			switch op.kind {
+			case opDebit, opHold:
+				return Transaction{}, fmt.Errorf("%w: %s", ErrInsufficientFunds, op.asset)
+			case opCollect, opRelease:
+				return Transaction{}, fmt.Errorf("%w: hold of %s on %s is missing", ErrConstraint, op.asset, op.party.UserID)
+			}
+			return Transaction{}, fmt.Errorf("%w: no %s balance for %s", ErrConstraint, op.asset, op.party.UserID)
+		}
+		if err != nil {
+			return Transaction{}, fmt.Errorf("update balance: %w", err)
+		}
+	}
+	for _, e := range m.entries {
+		if err := execOne(br, "insert ledger entry for "+e.party.UserID.String()); err != nil {
+			return Transaction{}, err
+		}
+	}
+	for range m.activity {
+		if _, err := br.Exec(); err != nil {
+			return Transaction{}, fmt.Errorf("insert activity: %w", err)
+		}
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return Transaction{}, err
+	}
+	items, err := db.scanHistory(rows, m.viewer)
+	if err != nil {
+		return Transaction{}, err
+	}
+	if len(items) != 1 {
+		return Transaction{}, fmt.Errorf("view of %q: %d rows: %w", r.reference, len(items), ErrNotFound)
+	}
+	return items[0], nil
+}
+
+// execOne reads the next batch result, which must have written exactly one row: each of these
+// statements finds its transaction and balance by key, so anything else is a broken invariant.
+func execOne(br pgx.BatchResults, what string) error {
+	tag, err := br.Exec()
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if tag.RowsAffected() != 1 {
+		return fmt.Errorf("%w: %s wrote %d rows", ErrConstraint, what, tag.RowsAffected())
+	}
+	return nil
+}
