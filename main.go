@@ -14,7 +14,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -257,7 +256,7 @@ func serve(ctx context.Context, c *config, log *zap.Logger, stdout io.Writer) er
 			Region:          c.Region,
 			Development:     c.development(),
 			OpsAPIKey:       c.OpsAPIKey,
-			MetricsOnPublic: c.AdminAddr == "",
+			MetricsOnPublic: metricsOnPublic(c),
 			JWTKey:          jwtKey,
 			SMS:             sms,
 			ClientIPHeader:  c.ClientIPHeader,
@@ -289,14 +288,7 @@ func listenAndServe(ctx context.Context, c *config, log *zap.Logger, api *server
 			ln.Close()
 			return fmt.Errorf("ADMIN_ADDR=%s: %w", c.AdminAddr, err)
 		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", api.MetricsHandler())
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		servers = append(servers, newHTTPServer(mux, log))
+		servers = append(servers, newHTTPServer(adminHandler(api), log))
 		listeners = append(listeners, aln)
 		log.Info("admin listening", zap.String("addr", aln.Addr().String()))
 	}

@@ -271,7 +271,7 @@ func newOTPCode() string {
 
 // otpSend answers the same whether or not the phone is registered (§1.2): the branch is only
 // revealed after the code verifies.
-func (s *Server) otpSend(w http.ResponseWriter, r *http.Request) error {
+func (s *Server) otpSend(w http.ResponseWriter, r *http.Request) (err error) {
 	var req otpSendRequest
 	if err := decodeJSON(r, &req); err != nil {
 		return err
@@ -283,6 +283,8 @@ func (s *Server) otpSend(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return errInvalidPhone("phone")
 	}
+	// Counted from here on: a valid request is a send attempt, whatever becomes of it.
+	defer func() { s.business.otpSent(req.Purpose, err) }()
 	r = s.withClient(r, "")
 	th := storage.Throttle{Bucket: "otp_addr", Limit: s.cfg.Limits.OTPPerAddressHour, Window: time.Hour}
 	if err := s.db.Hit(r.Context(), s.cfg.Region, th, s.clientIP(r)); err != nil {
@@ -338,7 +340,7 @@ type otpVerifyResponse struct {
 	ExpiresIn         int    `json:"expires_in"`
 }
 
-func (s *Server) otpVerify(w http.ResponseWriter, r *http.Request) error {
+func (s *Server) otpVerify(w http.ResponseWriter, r *http.Request) (err error) {
 	var req otpVerifyRequest
 	if err := decodeJSON(r, &req); err != nil {
 		return err
@@ -350,6 +352,7 @@ func (s *Server) otpVerify(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return errInvalidPhone("phone")
 	}
+	defer func() { s.business.otpVerified(req.Purpose, err) }()
 	region, err := s.otpHome(r.Context(), phone, country)
 	if err != nil {
 		return err
@@ -435,6 +438,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	s.business.sessionsStart.Inc()
 	respond(w, http.StatusOK, authResponse{User: toUserResponse(u), Tokens: tokens})
 	return nil
 }
@@ -458,6 +462,9 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request) error {
 	r = s.withClient(r, "")
 	next := newOpaqueToken(refreshPrefix, region)
 	grant, err := s.db.RefreshSession(r.Context(), region, storage.TokenHash(req.RefreshToken), storage.TokenHash(next))
+	if errors.Is(err, storage.ErrRefreshReuse) {
+		s.business.refreshReuse.Inc()
+	}
 	if err != nil {
 		return err
 	}

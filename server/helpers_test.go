@@ -14,6 +14,9 @@ import (
 // testPIN is the PIN the helpers sign users up with.
 const testPIN = "1357"
 
+// helperFirstName is the first name of every user the helpers sign up.
+const helperFirstName = "Test"
+
 func randDigits(n int) string {
 	s := ""
 	for range n {
@@ -47,7 +50,17 @@ func randomPhone(t testing.TB, country string) string {
 	if _, _, err := parsePhone(p); err != nil {
 		t.Fatalf("randomPhone(%s) = %s: %v", country, p, err)
 	}
+	suitePII.add("phone", p)
 	return p
+}
+
+// randLetters returns n random lower-case letters.
+func randLetters(n int) string {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte('a' + randDigitsInt(26))
+	}
+	return string(b)
 }
 
 func randDigitsInt(n int64) int64 {
@@ -87,7 +100,10 @@ func signUpWith(t testing.TB, env *testEnv, phone, pin string) (userID, access, 
 	t.Helper()
 	vt := verifyPhone(t, env, phone, "register")
 	r := env.do("POST", "/user", map[string]string{
-		"verification_token": vt, "first_name": "Test", "last_name": "User", "pin": pin, "device_id": "test-device",
+		// A unique last name (display name still "Test U."), so the log PII audit can tell a
+		// leaked name from a common word.
+		"verification_token": vt, "first_name": helperFirstName, "last_name": "User" + randLetters(6), "pin": pin,
+		"device_id": "test-device",
 	})
 	if r.Status != http.StatusCreated {
 		t.Fatalf("sign-up: %d %s", r.Status, r.Body)

@@ -70,9 +70,12 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	code := m.Run()
-	// The audit needs the whole suite: a -run subset would leave tables untouched.
+	// The audits need the whole suite: a -run subset would leave tables untouched and log little.
 	if f := flag.Lookup("test.run"); code == 0 && !testing.Short() && (f == nil || f.Value.String() == "") {
 		code = auditLocality()
+		if pii := auditPIILogs(); code == 0 {
+			code = pii
+		}
 	}
 	return code
 }
@@ -197,7 +200,9 @@ func newTestEnv(t testing.TB, opts ...func(*Config)) *testEnv {
 		t.Fatal(err)
 	}
 	sink := &logSink{}
-	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), sink, zapcore.DebugLevel))
+	// Every line also goes to suiteLogs, which the PII audit reads after the suite (pii_test.go).
+	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()),
+		zapcore.NewMultiWriteSyncer(sink, suiteLogs), zapcore.DebugLevel))
 	if cfg.SMS == nil {
 		cfg.SMS = DevSMS{Log: log}
 	}
@@ -227,12 +232,14 @@ func (e *testEnv) do(method, path string, body any, headers ...string) *response
 	case nil:
 	case string:
 		rd = strings.NewReader(b)
+		recordPIIJSON([]byte(b))
 	default:
 		raw, err := json.Marshal(b)
 		if err != nil {
 			e.t.Fatal(err)
 		}
 		rd = bytes.NewReader(raw)
+		recordPIIJSON(raw)
 	}
 	req, err := http.NewRequest(method, e.http.URL+path, rd)
 	if err != nil {
@@ -243,6 +250,7 @@ func (e *testEnv) do(method, path string, body any, headers ...string) *response
 	}
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
+		recordPIIHeader(headers[i], headers[i+1])
 	}
 	res, err := e.http.Client().Do(req)
 	if err != nil {
@@ -254,6 +262,7 @@ func (e *testEnv) do(method, path string, body any, headers ...string) *response
 		e.t.Fatal(err)
 	}
 	checkResponse(e.t, req, res.StatusCode, res.Header, raw)
+	recordPIIJSON(raw)
 	out := &response{Status: res.StatusCode, Header: res.Header, Body: raw}
 	if strings.Contains(res.Header.Get("Content-Type"), "json") && len(raw) > 0 {
 		if err := json.Unmarshal(raw, &out.JSON); err != nil {

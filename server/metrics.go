@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 )
 
 // NewRegistry returns the process's metric registry with the Go runtime, process and build-info
@@ -16,11 +17,10 @@ func NewRegistry(region, version string) *prometheus.Registry {
 	r.MustRegister(
 		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsGC, collectors.MetricsScheduler)),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name:        "wallet_build_info",
-			Help:        "Always 1; the labels say which build runs.",
-			ConstLabels: prometheus.Labels{"version": version},
-		}, func() float64 { return 1 }),
+		// wallet_build_info with the labels Prometheus' own exporters use (version, revision,
+		// branch, goversion, goos, goarch, tags): revision and tags come from the binary's build
+		// information, version from our -ldflags.
+		versioncollector.NewCollector("wallet", versioncollector.WithExtraConstLabels(prometheus.Labels{"version": version})),
 	)
 	return reg
 }

@@ -42,13 +42,16 @@ func (s *Server) routes() *mux.Router {
 	r.Handle("/wallet/balances", s.handle(s.authed(m.balances))).Methods(http.MethodGet)
 	r.Handle("/exchange-rates", s.handle(s.authed(m.exchangeRates))).Methods(http.MethodGet)
 	r.Handle("/transactions", s.handle(s.authed(m.listTransactions))).Methods(http.MethodGet)
-	r.Handle("/transactions/send", s.handle(s.authedLive(m.send))).Methods(http.MethodPost)
-	r.Handle("/transactions/cashout", s.handle(s.authedLive(m.cashOut))).Methods(http.MethodPost)
-	r.Handle("/transactions/exchange", s.handle(s.authedLive(m.exchange))).Methods(http.MethodPost)
+	// send checks the session inside the transfer's own transaction (authedMovement).
+	r.Handle("/transactions/send", s.handle(s.authedMovement(s.countMovement(movementTransfer, m.send)))).Methods(http.MethodPost)
+	r.Handle("/transactions/cashout", s.handle(s.authedLive(s.countMovement(movementCashOut, m.cashOut)))).Methods(http.MethodPost)
+	r.Handle("/transactions/exchange", s.handle(s.authedLive(s.countMovement(movementExchange, m.exchange)))).Methods(http.MethodPost)
 	r.Handle("/transactions/{id}", s.handle(s.authed(m.getTransaction))).Methods(http.MethodGet)
-	r.Handle("/ops/cash-in", s.handle(s.opsOnly(m.cashIn))).Methods(http.MethodPost)
-	r.Handle("/ops/cash-outs/{id}/collect", s.handle(s.opsOnly(m.settleCashOut(true)))).Methods(http.MethodPost)
-	r.Handle("/ops/cash-outs/{id}/cancel", s.handle(s.opsOnly(m.settleCashOut(false)))).Methods(http.MethodPost)
+	r.Handle("/ops/cash-in", s.handle(s.opsOnly(s.countMovement(movementCashIn, m.cashIn)))).Methods(http.MethodPost)
+	r.Handle("/ops/cash-outs/{id}/collect", s.handle(s.opsOnly(s.countMovement(movementCashOutCollect, m.settleCashOut(true))))).Methods(http.MethodPost)
+	r.Handle("/ops/cash-outs/{id}/cancel", s.handle(s.opsOnly(s.countMovement(movementCashOutCancel, m.settleCashOut(false))))).Methods(http.MethodPost)
+	// Relocation (relocate.go): moves a user's rows to another home region.
+	r.Handle("/ops/users/{id}/relocate", s.handle(s.opsOnly(s.relocateUser))).Methods(http.MethodPost)
 
 	// Service.
 	r.Handle("/healthz", s.handle(s.healthz)).Methods(http.MethodGet, http.MethodHead)

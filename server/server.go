@@ -53,6 +53,7 @@ type Server struct {
 	log      *zap.Logger
 	registry *prometheus.Registry
 	metrics  *httpMetrics
+	business *businessMetrics
 	router   *mux.Router
 	handler  http.Handler
 	started  time.Time
@@ -79,6 +80,7 @@ func New(cfg Config, db *storage.DB, registry *prometheus.Registry, log *zap.Log
 	s := &Server{cfg: cfg, db: db, log: log, registry: registry, started: time.Now(),
 		tokens: newTokenSigner(cfg.JWTKey, nil), sms: cfg.SMS}
 	s.metrics = newHTTPMetrics(RegionRegisterer(registry, cfg.Region))
+	s.business = newBusinessMetrics(RegionRegisterer(registry, cfg.Region))
 	s.router = s.routes()
 	s.handler = s.outer(s.router)
 	return s

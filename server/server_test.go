@@ -183,7 +183,8 @@ func TestMetricsExposed(t *testing.T) {
 		`wallet_http_request_duration_seconds_count{method="GET",region="me-central1",route="/healthz",status_class="2xx"}`,
 		`wallet_http_requests_in_flight{region="me-central1"}`,
 		`wallet_db_pool_max_connections{region="me-central1"}`,
-		`wallet_build_info{region="me-central1",version="test"} 1`,
+		`,region="me-central1",revision=`, // wallet_build_info: the version collector's labels, sorted
+		`,version="test"} 1`,
 		`go_goroutines{region="me-central1"}`,
 	} {
 		if !strings.Contains(body, want) {

@@ -178,6 +178,7 @@ func (s *Server) signUp(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	s.business.sessionsStart.Inc()
 	respond(w, http.StatusCreated, authResponse{User: toUserResponse(u), Tokens: tokens})
 	return nil
 }

@@ -66,7 +66,8 @@ type DB struct {
 	metrics    *metrics
 	maxRetries int
 	keys       *Keys
-	pins       *pinState // PIN hashing semaphore and verified-PIN cache (pin.go)
+	pins       *pinState        // PIN hashing semaphore and verified-PIN cache (pin.go)
+	transfers  *transferBatcher // coalesces transfers on PostgreSQL (transfers.go)
 }
 
 // Open connects to url, detects the engine and returns a DB. It does not migrate.
@@ -99,7 +100,8 @@ func Open(ctx context.Context, url string, rt *regions.Table, opts Options) (*DB
 	if maxRetries <= 0 {
 		maxRetries = 10
 	}
-	db := &DB{pool: pool, ref: pool, engine: engine, regions: rt, log: log, maxRetries: maxRetries, keys: opts.Keys, pins: newPINState()}
+	db := &DB{pool: pool, ref: pool, engine: engine, regions: rt, log: log, maxRetries: maxRetries, keys: opts.Keys, pins: newPINState(),
+		transfers: newTransferBatcher(pool)}
 	if engine == Cockroach {
 		refCfg := cfg.Copy()
 		followerReads(refCfg.ConnConfig)

@@ -12,6 +12,11 @@ type metrics struct {
 	retries *prometheus.CounterVec // op
 	giveups *prometheus.CounterVec // op
 	errors  *prometheus.CounterVec // sqlstate_class
+
+	// PIN security signals, counted here because only VerifyPIN knows which failure set the
+	// lock. No labels: the user is never a label value.
+	pinFailures prometheus.Counter
+	pinLockouts prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, pool *pgxpool.Pool) *metrics {
@@ -32,9 +37,17 @@ func newMetrics(reg prometheus.Registerer, pool *pgxpool.Pool) *metrics {
 			Name: "wallet_db_errors_total",
 			Help: "Statement errors returned by the database, by SQLSTATE class (first two characters).",
 		}, []string{"sqlstate_class"}),
+		pinFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wallet_pin_failures_total",
+			Help: "Wrong PINs entered (each checked attempt that did not match).",
+		}),
+		pinLockouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wallet_pin_lockouts_total",
+			Help: "PIN lock-outs: wrong PINs that used up the last attempt and set the lock.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.txs, m.retries, m.giveups, m.errors, newPoolCollector(pool))
+		reg.MustRegister(m.txs, m.retries, m.giveups, m.errors, m.pinFailures, m.pinLockouts, newPoolCollector(pool))
 	}
 	return m
 }

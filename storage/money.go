@@ -3,12 +3,15 @@ package storage
 // The movement engine: transfers, cash-in, cash-out (hold, collect, cancel, expire) and
 // exchange on a double-entry ledger (design.md, Money).
 //
-// Every movement is one exported method = one serializable transaction = one retry unit. Inside
-// it, statements are pipelined with pgx batches, so a transfer costs four round trips on the
-// happy path: BEGIN, one batch of reads (idempotency, sender state, recipient via the GLOBAL
-// directory, both profiles), one batch of writes (balance updates in a fixed order, the
-// transaction row, one ledger entry per side, the activity log, and the caller's view of the
-// result), and COMMIT. A replay adds one read.
+// Every movement is one exported method = one transaction = one retry unit. Inside it,
+// statements are pipelined with pgx batches: one batch of reads (idempotency, sender state,
+// recipient via the GLOBAL directory, both profiles), one batch of writes (balance updates in a
+// fixed order, the transaction row, one ledger entry per side, the activity log, and the
+// caller's view of the result). Transfers on PostgreSQL go further (transfers.go): BEGIN and
+// COMMIT ride in those two batches, the session and PIN checks in the first, and concurrent
+// transfers coalesce into one transaction, which is what keeps a hot merchant as fast as a cold
+// one. Isolation: SERIALIZABLE on CockroachDB; on PostgreSQL the debiting movements run READ
+// COMMITTED behind a lock on the debited user's wallet row (the argument is in transfers.go).
 //
 // Rules every movement keeps:
 //   - idempotency by (region, sender_id, reference) with a SHA-256 fingerprint of the request;
@@ -209,6 +212,9 @@ type TransferRequest struct {
 	Reference string
 	Note      string
 	Fees      FeeSchedule
+	// Auth, when set, is checked with the transfer: the session must be live and the PIN right
+	// (MovementAuth). The API sets it; internal callers that checked already leave it nil.
+	Auth *MovementAuth
 }
 
 // CashOutRequest holds Amount (plus fee) for pickup.
@@ -246,6 +252,26 @@ type CashInRequest struct {
 	Note      string
 }
 
+// debitIsolation is the isolation of a movement that debits a user's available balance:
+// READ COMMITTED behind the wallet lock on PostgreSQL (transfers.go argues why that is as safe
+// as SERIALIZABLE there, and it stops hot rows from aborting), SERIALIZABLE on CockroachDB.
+func (db *DB) debitIsolation() isolation {
+	if db.engine == Postgres {
+		return readCommitted
+	}
+	return serializable
+}
+
+// lockSender is the statement that serializes a user's debits: on PostgreSQL it also holds the
+// user row KEY SHARE against a relocation (transfers.go); CockroachDB runs these movements
+// SERIALIZABLE, where the wallet lock alone makes writers queue.
+func (db *DB) lockSender() string {
+	if db.engine == Postgres {
+		return lockSenderSQL
+	}
+	return lockWalletSQL
+}
+
 // DefaultCashOutTTL is how long a pickup code is valid unless the request says otherwise.
 const DefaultCashOutTTL = 24 * time.Hour
 
@@ -253,6 +279,23 @@ const DefaultCashOutTTL = 24 * time.Hour
 // Returns ErrIdempotencyConflict, ErrRecipientNotFound, ErrInvalidRecipient, ErrInvalidAmount,
 // ErrAssetUnavailable, ErrWalletFrozen, ErrDailyLimitExceeded, ErrInsufficientFunds, ErrNotFound
 // (no sender wallet).
+//
+// A transfer between users homed in different regions (design.md, Regions and PII): the
+// transaction row and the sender's balance and entry live in the sender's region, the
+// recipient's balance and entry in the recipient's; the recipient is found through the GLOBAL
+// phone directory, a local read everywhere. On CockroachDB the transaction therefore writes two
+// regions: the recipient's balance UPDATE and ledger INSERT go to leaseholders in the
+// recipient's region, and the commit waits until those writes are replicated there. That is at
+// least one inter-region round trip, in practice about two (roughly 100-300 ms between the Gulf,
+// Europe and the US), where a transfer inside one region, served by a pod in that region, pays
+// none, and the recipient's balance row stays locked for that long (reference/cockroachdb.md §7.5; the numbers are inference, not
+// measured). Under a REGION survival goal every write pays a round trip to another region anyway
+// (§1.1). It is acceptable: it is one movement between two people in different places, it
+// stays serializable and correct, it costs once per transfer, and afterwards each party reads
+// balance and history in their own region without fanning out (each party's ledger entry carries
+// the copy the history shows). What would not be acceptable, and is avoided, is making every
+// transfer or read cross regions: a global UNIQUE check, a foreign key to the recipient's row
+// (transactions.recipient_id has none), or a history that joins the other party's rows.
 func (db *DB) Transfer(ctx context.Context, req TransferRequest) (Result, error) {
 	if req.Recipient.UserID != uuid.Nil && req.Recipient.UserID == req.Sender.UserID {
 		return Result{}, fmt.Errorf("%w: cannot send to yourself", ErrInvalidRecipient)
@@ -260,6 +303,18 @@ func (db *DB) Transfer(ctx context.Context, req TransferRequest) (Result, error)
 	var bidx []byte
 	if req.Recipient.UserID == uuid.Nil {
 		bidx = db.keys.BlindIndex("phone", req.Recipient.Phone)
+	}
+	if db.engine == Postgres {
+		return db.transferPostgres(ctx, req, bidx)
+	}
+	if a := req.Auth; a != nil {
+		// CockroachDB: the checks in their own transactions first, as the API did before.
+		if err := db.SessionLive(ctx, req.Sender.Region, req.Sender.UserID, a.SessionID, a.IssuedAt); err != nil {
+			return Result{}, err
+		}
+		if err := db.VerifyPIN(ctx, req.Sender.UserID, req.Sender.Region, a.PIN); err != nil {
+			return Result{}, err
+		}
 	}
 	return db.idempotent(ctx, func() (Result, error) {
 		var res Result
@@ -275,10 +330,16 @@ func (db *DB) Transfer(ctx context.Context, req TransferRequest) (Result, error)
 func (db *DB) transferTx(ctx context.Context, tx pgx.Tx, req TransferRequest, bidx []byte) (Result, error) {
 	s := req.Sender
 	b := &pgx.Batch{}
+	// The sender's wallet lock first: one sender's movements queue instead of retrying.
+	b.Queue(lockWalletSQL, s.Region, s.UserID)
 	b.Queue(findReferenceSQL, s.Region, s.UserID, req.Reference)
 	b.Queue(senderStateSQL, s.Region, s.UserID, req.Asset, startOfDay(time.Now()))
 	queueRecipient(b, req.Recipient, bidx, req.Asset)
 	br := tx.SendBatch(ctx, b)
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return Result{}, err
+	}
 	existing, err := scanReference(br.QueryRow())
 	if err != nil {
 		br.Close()
@@ -383,12 +444,17 @@ func (db *DB) CashOut(ctx context.Context, req CashOutRequest) (Result, error) {
 	}
 	return db.idempotent(ctx, func() (Result, error) {
 		var res Result
-		err := db.inTx(ctx, "cash_out", serializable, func(tx pgx.Tx) error {
+		err := db.inTx(ctx, "cash_out", db.debitIsolation(), func(tx pgx.Tx) error {
 			s := req.Sender
 			b := &pgx.Batch{}
+			b.Queue(db.lockSender(), s.Region, s.UserID) // first: see transfers.go
 			b.Queue(findReferenceSQL, s.Region, s.UserID, req.Reference)
 			b.Queue(senderStateSQL, s.Region, s.UserID, req.Asset, startOfDay(time.Now()))
 			br := tx.SendBatch(ctx, b)
+			if _, err := br.Exec(); err != nil {
+				br.Close()
+				return err
+			}
 			existing, err := scanReference(br.QueryRow())
 			if err != nil {
 				br.Close()
@@ -443,13 +509,18 @@ func (db *DB) Exchange(ctx context.Context, req ExchangeRequest) (Result, error)
 	}
 	return db.idempotent(ctx, func() (Result, error) {
 		var res Result
-		err := db.inTx(ctx, "exchange", serializable, func(tx pgx.Tx) error {
+		err := db.inTx(ctx, "exchange", db.debitIsolation(), func(tx pgx.Tx) error {
 			u := req.User
 			b := &pgx.Batch{}
+			b.Queue(db.lockSender(), u.Region, u.UserID) // first: see transfers.go
 			b.Queue(findReferenceSQL, u.Region, u.UserID, req.Reference)
 			b.Queue(senderStateSQL, u.Region, u.UserID, req.From, startOfDay(time.Now()))
 			b.Queue(targetAssetSQL, u.Region, u.UserID, req.To)
 			br := tx.SendBatch(ctx, b)
+			if _, err := br.Exec(); err != nil {
+				br.Close()
+				return err
+			}
 			existing, err := scanReference(br.QueryRow())
 			if err != nil {
 				br.Close()

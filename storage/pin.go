@@ -212,19 +212,45 @@ func (db *DB) VerifyPIN(ctx context.Context, userID uuid.UUID, region, pin strin
 	if err != nil {
 		return fmt.Errorf("user %s: %w", userID, err)
 	}
-	if locked != nil && *locked {
-		return &PINError{Err: ErrPINLocked, LockedUntil: lockedUntil.UTC()}
+	err = db.pinFast(userID, pin, pinRow{phc, attempts, lockedUntil, locked})
+	if !errors.Is(err, errPINSlowPath) {
+		return err
 	}
-	if phc == nil {
-		return fmt.Errorf("user %s has no PIN: %w", userID, ErrNotFound)
-	}
-	if db.pins.hit(userID, *phc, pin) {
-		if attempts == 0 {
-			return nil
-		}
+	if phc != nil && db.pins.hit(userID, *phc, pin) {
+		// A cached PIN with attempts to clear: the reset is a write of its own.
 		return db.pinSucceeded(ctx, userID, region, *phc)
 	}
 	return db.verifyPINSlow(ctx, userID, region, pin)
+}
+
+// pinRow is pinStateSQL's answer, read by VerifyPIN or inside a movement's read batch.
+type pinRow struct {
+	phc         *string
+	attempts    int
+	lockedUntil *time.Time
+	locked      *bool
+}
+
+// errPINSlowPath: the PIN cannot be decided from the cache; VerifyPIN must run (it counts the
+// attempt, computes argon2id on a miss, and clears earlier failed attempts on a hit).
+var errPINSlowPath = errors.New("PIN needs the counted slow path")
+
+// pinFast decides a PIN from its row without writing anything: nil when the cache holds this
+// exact PIN for this exact hash and no failed attempt is pending, a *PINError while locked,
+// ErrNotFound without a PIN, errPINSlowPath otherwise. It never runs argon2id, so a movement can
+// call it on the row read in its own batch (transfers.go) and the attempt limits stay those of
+// the slow path: a miss, a wrong PIN or pending attempts all go through VerifyPIN.
+func (db *DB) pinFast(userID uuid.UUID, pin string, r pinRow) error {
+	if r.locked != nil && *r.locked {
+		return &PINError{Err: ErrPINLocked, LockedUntil: r.lockedUntil.UTC()}
+	}
+	if r.phc == nil {
+		return fmt.Errorf("user %s has no PIN: %w", userID, ErrNotFound)
+	}
+	if r.attempts == 0 && db.pins.hit(userID, *r.phc, pin) {
+		return nil
+	}
+	return errPINSlowPath
 }
 
 func (db *DB) verifyPINSlow(ctx context.Context, userID uuid.UUID, region, pin string) error {
@@ -288,6 +314,12 @@ func (db *DB) verifyPINSlow(ctx context.Context, userID uuid.UUID, region, pin s
 	})
 	if err != nil {
 		return fmt.Errorf("user %s: %w", userID, err)
+	}
+	// Counted after the commit, once whatever the retries: a wrong PIN, and when it took the last
+	// attempt, the lock-out it caused.
+	db.metrics.pinFailures.Inc()
+	if errors.Is(result, ErrPINLocked) {
+		db.metrics.pinLockouts.Inc()
 	}
 	return result
 }

@@ -1,6 +1,7 @@
 // Package monitoring holds the wallet API's Prometheus rules, Grafana
 // dashboard and the kustomize directory that ships them to the cluster
-// (k8s/monitoring). It has no Go code of its own: its tests check the files.
+// (k8s/monitoring). Its only Go code is the metrics contract; its tests check
+// the files.
 //
 // rules.yml (plain Prometheus rule file) is the single source of the alerting
 // and recording rules; prometheusrule.yaml is generated from it
@@ -11,5 +12,6 @@
 //
 // It is not the instrumentation: the metrics themselves are defined by the
 // API server; the tests here only hold the dashboard and the rules to the
-// metrics contract (contract_test.go), which the server's /metrics must match.
+// metrics contract (contract.go), which the server's /metrics must match
+// (server/contract_test.go checks it).
 package monitoring

@@ -1,0 +1,145 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/shopspring/decimal"
+
+	"github.com/7awel/wallet/migrations"
+	"github.com/7awel/wallet/regions"
+)
+
+// TestRelocationPlanCoversEveryRegionalTable: every REGIONAL BY ROW table has a relocation
+// rule, a table added to the declaration without one fails, and a rule for a table that is not
+// regional fails; each move pins the old region and names the user.
+func TestRelocationPlanCoversEveryRegionalTable(t *testing.T) {
+	t.Parallel()
+	tables := migrations.RegionalTables()
+	steps, err := relocationPlan(tables)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(steps) == 0 {
+		t.Fatal("empty plan")
+	}
+	for _, s := range steps {
+		if !strings.Contains(s.sql, "WHERE region = $1 AND ") || !strings.Contains(s.sql, "SET region = $2") ||
+			!strings.Contains(s.sql, "$3") {
+			t.Errorf("%s: %s does not pin the old region and name the user", s.table, s.sql)
+		}
+	}
+	if _, err := relocationPlan(append(slicesClone(tables), "merchant_payouts")); err == nil ||
+		!strings.Contains(err.Error(), "merchant_payouts") {
+		t.Errorf("a regional table without a rule: %v", err)
+	}
+	var without []string
+	for _, tb := range tables {
+		if tb != "wallets" {
+			without = append(without, tb)
+		}
+	}
+	if _, err := relocationPlan(without); err == nil || !strings.Contains(err.Error(), "wallets") {
+		t.Errorf("a rule for a table that is not regional: %v", err)
+	}
+}
+
+func slicesClone(s []string) []string { return append([]string(nil), s...) }
+
+// TestRelocateUserUnderConcurrentTransfers: transfers into a user race its relocation; every
+// one that succeeded is in the balance afterwards, every row of the user is in the target, and
+// the books reconcile. The refusals and the no-op are checked too.
+func TestRelocateUserUnderConcurrentTransfers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testDB(t)
+	a := newMoneyUser(t, db, "me-central1", "Rana", "Haddad")
+	b := newMoneyUser(t, db, "eu-west1", "Tom", "Reed")
+	fund(t, db, a, "AED", "100")
+	fund(t, db, b, "AED", "1000")
+	if _, err := db.CashOut(ctx, CashOutRequest{Sender: a.Party, Asset: "AED", Amount: dec("10"), Method: "agent", Reference: newRef()}); err != nil {
+		t.Fatal(err)
+	}
+
+	var sent atomic.Int64 // in whole AED
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_, err := db.Transfer(ctx, TransferRequest{Sender: b.Party, Recipient: Recipient{UserID: a.UserID},
+				Asset: "AED", Amount: dec("1"), Reference: newRef()})
+			if err != nil && !errors.Is(err, ErrBusy) {
+				t.Errorf("transfer during relocation: %v", err)
+				return
+			}
+			if err == nil {
+				sent.Add(1)
+			}
+		}
+	}()
+	// Transfers land before, during and after the move.
+	waitSent := func(n int64) {
+		deadline := time.Now().Add(20 * time.Second)
+		for sent.Load() < n && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitSent(3)
+	from, err := db.RelocateUser(ctx, a.UserID, "us-east1")
+	waitSent(sent.Load() + 3)
+	close(stop)
+	wg.Wait()
+	if sent.Load() < 6 {
+		t.Fatalf("only %d transfers went through", sent.Load())
+	}
+	if err != nil || from != "me-central1" {
+		t.Fatalf("relocate: from %q, %v", from, err)
+	}
+	moved := Party{UserID: a.UserID, Region: "us-east1"}
+	total := dec("100").Add(dec("1").Mul(decimal.NewFromInt(sent.Load())))
+	wantBalance(t, db, moved, "AED", total.String(), total.Sub(dec("10")).String(), "10")
+	if _, err := db.GetWallet(ctx, a.UserID, "me-central1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("wallet still readable in the old region: %v", err)
+	}
+	for table, owner := range map[string]string{
+		"users": "id = $1", "wallets": "user_id = $1", "asset_balances": "user_id = $1",
+		"ledger_entries": "user_id = $1", "transactions": "sender_id = $1",
+		"cash_out_details": "transaction_id IN (SELECT id FROM transactions WHERE sender_id = $1)",
+	} {
+		var stray, all int
+		if err := db.pool.QueryRow(ctx, "SELECT count(*) FILTER (WHERE region <> 'us-east1'), count(*) FROM "+table+" WHERE "+owner,
+			a.UserID).Scan(&stray, &all); err != nil {
+			t.Fatal(err)
+		}
+		if stray != 0 || all == 0 {
+			t.Errorf("%s: %d of %d rows outside the target", table, stray, all)
+		}
+	}
+	requireReconciled(t, db)
+
+	if again, err := db.RelocateUser(ctx, a.UserID, "us-east1"); err != nil || again != "us-east1" {
+		t.Errorf("relocating to the current home: %q, %v", again, err)
+	}
+	if _, err := db.RelocateUser(ctx, a.UserID, "mars-north1"); !errors.Is(err, regions.ErrUnknownRegion) {
+		t.Errorf("unknown region: %v", err)
+	}
+	if _, err := db.RelocateUser(ctx, uuid.New(), "eu-west1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown user: %v", err)
+	}
+	if _, err := db.RelocateUser(ctx, SystemUserID("eu-west1", SystemFees), "us-east1"); !errors.Is(err, ErrSystemAccount) {
+		t.Errorf("system account: %v", err)
+	}
+}

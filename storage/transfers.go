@@ -1,0 +1,864 @@
+package storage
+
+// The transfer hot path on PostgreSQL: coalesced, pipelined, READ COMMITTED with explicit locks.
+//
+// What it replaces and why (issue 7; measured with BenchmarkTransfer and server's
+// BenchmarkSend*): a transfer used to cost, through the API, four transactions and eleven round
+// trips: the session-live check (BEGIN, SELECT, UPDATE, COMMIT), the PIN state (BEGIN, SELECT,
+// COMMIT), and the movement (BEGIN, read batch, write batch, COMMIT), all behind a pool of four
+// connections, as one SERIALIZABLE transaction per transfer. On a hot recipient every transfer
+// then aborted with 40001 whenever another one committed first.
+//
+// Now a transfer is one item in a batch, and a batch is one database transaction of two round
+// trips:
+//
+//  1. BEGIN ISOLATION LEVEL READ COMMITTED; lock the wallet row of every sender in the batch
+//     (SELECT … FOR NO KEY UPDATE, in (region, user_id) order) and hold every party's user row
+//     KEY SHARE (relocations wait; nothing else does); then, per item, the idempotency
+//     key, the sender's state (wallet, asset rules, what was sent today, profile), the sender's
+//     available balance, the recipient, and, when the API passes MovementAuth, the session row
+//     and the PIN row. Session revocation and PIN locks therefore bite inside the movement's
+//     own transaction, without a round trip of their own.
+//  2. Every write of every accepted item, one UPDATE per touched balance row with the batch's
+//     net delta (a hot merchant's row is written once per batch, not once per transfer), the
+//     transaction rows, the ledger entries, the activity rows, each caller's view of its
+//     transaction, and COMMIT, all pipelined in one batch. Nothing is read back before COMMIT:
+//     every statement that must touch exactly one row fails with division_by_zero when it
+//     touched none (`SELECT 1 / count(*) FROM (… RETURNING 1)`), and a debit that would go
+//     negative fails the asset_balances_not_negative CHECK; an error anywhere makes PostgreSQL
+//     skip the rest of the pipeline, COMMIT included, so a half movement can never commit.
+//
+// Why READ COMMITTED is as safe here as SERIALIZABLE was (the isolation argument):
+//   - Balances change only through single UPDATE statements of the form x = x + delta. Under
+//     READ COMMITTED, an UPDATE that waits for a row lock re-evaluates on the newest committed
+//     version (EvalPlanQual), so no update is lost, and the CHECK constraints are evaluated on
+//     the row actually written.
+//   - Every movement that debits a user's available balance (transfer, cash-out, exchange)
+//     first takes that user's wallet row lock; it is held until COMMIT. So debits of one user
+//     are serialized, and a statement that runs after the lock (a fresh snapshot per statement
+//     under READ COMMITTED) sees every earlier debit committed. The available balance read after
+//     the lock can only grow before our write (credits do not take the lock, and only add), so
+//     the pre-validation below is conservative; the CHECK stays the last line.
+//   - The daily limit (the sum of today's outgoing transactions) is read after the lock, for
+//     the same reason: two concurrent movements of one sender cannot both pass on a stale sum
+//     (the write skew SERIALIZABLE used to catch). Items of one sender in one batch are summed
+//     in the batch.
+//   - Exactly-once per reference: the unique key (region, sender_id, reference) backs it, the
+//     lookup runs after the sender's lock (so a committed twin is seen and replayed), and two
+//     items with one key in one batch are never applied together (the second waits for the next
+//     batch and replays).
+//   - Reads of the recipient, the session and the PIN state are at statement time; a concurrent
+//     freeze, revocation or PIN lock that commits after them is ordered after the transfer,
+//     which is a valid serial order.
+//   - Deadlocks: every transaction takes wallet locks (sorted) before balance locks (sorted),
+//     and an FK check's KEY SHARE lock on a wallet does not conflict with NO KEY UPDATE. A
+//     40P01 or 40001 is still retried, as everywhere.
+//
+// Coalescing: the hot account. Requests queue in a per-process batcher; while fewer than
+// `limit` batches are in flight a new request starts one, otherwise it waits for the next one
+// (at most maxTransferBatch items). At low load a batch is one transfer (no added latency);
+// under load batches grow on their own, the hot row takes one UPDATE and the commit one WAL
+// flush per batch. Error isolation: the pipeline cannot survive a failed statement, so items are
+// validated in Go against the locked reads before the write batch; refused items (insufficient
+// funds, limits, bad recipient, wrong PIN…) are answered without touching the batch. If the
+// write batch still fails (a broken invariant, a constraint), the batch is rolled back and every
+// item runs again alone, so one bad item never fails another. A replay of a committed reference
+// reads the view in the same batch.
+//
+// On CockroachDB this path is not used: transfers keep one SERIALIZABLE transaction each through
+// crdbpgx.ExecuteTx (money.go), with the sender's wallet locked FOR UPDATE in the first batch so
+// that one sender's movements queue instead of retrying (reference/cockroachdb.md §7.4, §7.5).
+// A hot merchant is worse there: every write to its balance row is serialized through one range
+// leaseholder and a Raft round, and a row cannot be split, so its ceiling is about one write per
+// consensus round. The same coalescing would apply there (one UPDATE of the hot row per batch),
+// with the batch inside ExecuteTx so that a 40001 replays the whole batch. What would shard a
+// merchant's balance if one row is still too hot: N sub-balances (buckets) of the merchant, the
+// balance read as their sum, credits spread round-robin (or by hash of the payer) over the
+// buckets, and debits (payouts) taking a guarded sweep that locks the buckets in order and moves
+// what it needs; each bucket is a separate row and may be its own range. That needs a schema
+// change (a bucket column in the balance key) and is not built: on PostgreSQL the batch already
+// makes the hot row as fast as a cold one.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/shopspring/decimal"
+)
+
+// MovementAuth is what the API checks before money moves: the access token's session and issue
+// time, and the PIN the client sent. Given to a movement, the checks run inside its transaction
+// (PostgreSQL) or just before it (CockroachDB), with the same answers as SessionLive and
+// VerifyPIN: ErrSessionRevoked, ErrAccountSuspended, ErrInvalidPIN, ErrPINLocked.
+type MovementAuth struct {
+	SessionID uuid.UUID
+	IssuedAt  time.Time
+	PIN       string
+
+	pinChecked bool // the slow path verified the PIN in its own transactions
+}
+
+const (
+	// maxTransferBatch bounds one batch: its pipelines stay well under a megabyte, and a batch
+	// still commits in a few milliseconds.
+	maxTransferBatch = 64
+	// transferBatchTimeout bounds a batch, which runs detached from any one caller's context
+	// (a caller that gives up must not fail the others' transfers).
+	transferBatchTimeout = 30 * time.Second
+)
+
+// transferBatcher queues transfers and runs them in batches, at most limit at once.
+type transferBatcher struct {
+	mu      sync.Mutex
+	queue   []*transferItem
+	running int
+	limit   int
+}
+
+func newTransferBatcher(pool *pgxpool.Pool) *transferBatcher {
+	// Half the pool: batches in flight overlap their round trips and PostgreSQL's commit
+	// flushes, and the other half stays free for reads and the other movements.
+	if v, err := strconv.Atoi(os.Getenv("DEBUG_TRANSFER_BATCHES")); err == nil {
+		return &transferBatcher{limit: v}
+	}
+	return &transferBatcher{limit: max(2, int(pool.Config().MaxConns)/2)}
+}
+
+type transferItem struct {
+	ctx  context.Context
+	req  TransferRequest
+	bidx []byte
+	done chan struct{}
+	res  Result
+	err  error
+}
+
+func (b *transferBatcher) submit(db *DB, items ...*transferItem) {
+	b.mu.Lock()
+	b.queue = append(b.queue, items...)
+	start := b.running < b.limit
+	if start {
+		b.running++
+	}
+	b.mu.Unlock()
+	if start {
+		go b.drain(db)
+	}
+}
+
+// drain runs batches until the queue is empty. A runner leaves only with the queue empty, under
+// the lock that submit appends under, so no request is ever left without one.
+func (b *transferBatcher) drain(db *DB) {
+	for {
+		b.mu.Lock()
+		if len(b.queue) == 0 {
+			b.running--
+			b.mu.Unlock()
+			return
+		}
+		n := min(len(b.queue), maxTransferBatch)
+		batch := append([]*transferItem(nil), b.queue[:n]...)
+		b.queue = append(b.queue[:0:0], b.queue[n:]...)
+		b.mu.Unlock()
+		if later := db.runTransferBatch(batch); len(later) > 0 {
+			b.mu.Lock()
+			b.queue = append(b.queue, later...)
+			b.mu.Unlock()
+		}
+	}
+}
+
+// transferPostgres runs a transfer through the batcher and takes the PIN's slow path when the
+// batch could not decide it from the cache.
+func (db *DB) transferPostgres(ctx context.Context, req TransferRequest, bidx []byte) (Result, error) {
+	for {
+		it := &transferItem{ctx: ctx, req: req, bidx: bidx, done: make(chan struct{})}
+		db.transfers.submit(db, it)
+		<-it.done
+		if errors.Is(it.err, errPINSlowPath) && req.Auth != nil && !req.Auth.pinChecked {
+			if err := db.VerifyPIN(ctx, req.Sender.UserID, req.Sender.Region, req.Auth.PIN); err != nil {
+				return Result{}, err
+			}
+			a := *req.Auth
+			a.pinChecked = true
+			req.Auth = &a
+			continue
+		}
+		return it.res, it.err
+	}
+}
+
+func (it *transferItem) finish(db *DB, res Result, err error) {
+	it.res, it.err = res, err
+	if !errors.Is(err, errPINSlowPath) {
+		db.metrics.observeTx("transfer", err)
+	}
+	close(it.done)
+}
+
+// runTransferBatch runs one batch with retries, and returns the items that must wait for the
+// next batch (a second item with the same idempotency key).
+func (db *DB) runTransferBatch(items []*transferItem) (later []*transferItem) {
+	live := items[:0:0]
+	for _, it := range items {
+		if err := it.ctx.Err(); err != nil {
+			it.finish(db, Result{}, err)
+			continue
+		}
+		live = append(live, it)
+	}
+	if len(live) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), transferBatchTimeout)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		t0 := time.Now()
+		out, err := db.transferBatchAttempt(ctx, live)
+		debugBatch(len(live), time.Since(t0), err)
+		if err == nil {
+			for i, it := range live {
+				if out[i].later {
+					later = append(later, it)
+					continue
+				}
+				it.finish(db, out[i].res, out[i].err)
+			}
+			return later
+		}
+		state := sqlState(err)
+		if errors.Is(err, errRecipientMoved) {
+			state = codeSerializationFailure
+		}
+		if (state == codeSerializationFailure || state == codeDeadlock) && attempt < db.maxRetries {
+			for _, it := range live {
+				db.countRetry(it.ctx, "transfer")
+			}
+			if sleep(ctx, backoff(attempt)) == nil {
+				continue
+			}
+		}
+		switch {
+		case state == codeSerializationFailure || state == codeDeadlock:
+			db.metrics.giveups.WithLabelValues("transfer").Inc()
+			err = fmt.Errorf("%w after %d attempts (transfer): %w", ErrBusy, attempt+1, err)
+		case len(live) > 1 && !errors.Is(err, ErrAmbiguousCommit):
+			// Error isolation: nothing committed; each item alone finds its own answer.
+			for _, it := range live {
+				later = append(later, db.runTransferBatch([]*transferItem{it})...)
+			}
+			return later
+		case errors.Is(err, errDuplicateReference):
+			// Lost a race on its own reference to a concurrent request (no wallet lock held,
+			// e.g. a sender without a wallet row); the next batch replays or refuses it.
+			return live
+		}
+		err = translate(err)
+		for _, it := range live {
+			it.finish(db, Result{}, err)
+		}
+		return later
+	}
+}
+
+var errDuplicateReference = errors.New("duplicate reference")
+
+type itemOutcome struct {
+	res   Result
+	err   error
+	later bool
+}
+
+type balKey struct {
+	region string
+	user   uuid.UUID
+	asset  string
+}
+
+func (k balKey) less(o balKey) bool {
+	if k.region != o.region {
+		return k.region < o.region
+	}
+	if c := bytes.Compare(k.user[:], o.user[:]); c != 0 {
+		return c < 0
+	}
+	return k.asset < o.asset
+}
+
+// transferReads is what the read batch returns for one item.
+type transferReads struct {
+	existing  refState
+	sender    senderState
+	senderErr error
+	available decimal.NullDecimal
+	rcpt      recipientState
+	rerr      error
+	session   sessionRow
+	pin       pinRow
+}
+
+type sessionRow struct {
+	found     bool
+	live      bool
+	status    *string
+	notBefore *time.Time
+	stale     bool // last_activity is over a minute old: the write batch refreshes it
+}
+
+// check answers like SessionLive.
+func (s sessionRow) check(userID, sessionID uuid.UUID, issuedAt time.Time) error {
+	switch {
+	case !s.found:
+		return fmt.Errorf("session %s: %w", sessionID, ErrSessionRevoked)
+	case s.status != nil && *s.status == "suspended":
+		return fmt.Errorf("user %s: %w", userID, ErrAccountSuspended)
+	case !s.live || s.status == nil || *s.status != "active":
+		return fmt.Errorf("session %s: %w", sessionID, ErrSessionRevoked)
+	case s.notBefore != nil && !issuedAt.After(s.notBefore.Truncate(time.Second)):
+		return fmt.Errorf("session %s: token before tokens_not_before: %w", sessionID, ErrSessionRevoked)
+	}
+	return nil
+}
+
+// plannedTransfer is an accepted item: what the write batch applies.
+type plannedTransfer struct {
+	idx           int
+	id            uuid.UUID
+	hash          []byte
+	fee, debit    decimal.Decimal
+	rcpt          Party
+	senderView    []byte
+	recipientView []byte
+}
+
+// lockWalletSQL serializes the movements that debit one user (see the isolation argument).
+// NO KEY UPDATE: foreign-key checks of concurrent credits (KEY SHARE) do not wait for it.
+const lockWalletSQL = `SELECT 1 FROM wallets WHERE region = $1 AND user_id = $2 FOR NO KEY UPDATE`
+
+// lockSenderSQL is lockWalletSQL on PostgreSQL plus the sender's user row held KEY SHARE (see
+// the recipient locks below).
+const lockSenderSQL = `
+SELECT 1 FROM users u JOIN wallets w ON w.region = u.region AND w.user_id = u.id
+WHERE u.region = $1 AND u.id = $2 FOR KEY SHARE OF u FOR NO KEY UPDATE OF w`
+
+// The user row of each party is held KEY SHARE until COMMIT: credits of many payers share it (a
+// hot merchant is not serialized here), but a relocation, whose first statement locks the user
+// row FOR UPDATE, waits for the movement instead of moving the rows between its read and its
+// write, and a movement that starts during a relocation waits for it and then reads the new home.
+// The recipient is read and locked in one statement (recipientColumns with the user row an inner
+// join); no row means "not found" or "moved while we waited", which the slow path tells apart.
+const recipientLockedColumns = `
+SELECT d.user_id, d.home_region::text, u.status, w.id, w.status,
+       EXISTS (SELECT 1 FROM asset_balances b WHERE b.region = d.home_region AND b.user_id = d.user_id AND b.asset_symbol = $2),
+       p.first_name_enc, p.last_name_enc, u.phone_enc
+FROM phone_directory d
+JOIN users u ON u.region = d.home_region AND u.id = d.user_id
+LEFT JOIN wallets w ON w.region = d.home_region AND w.user_id = d.user_id
+LEFT JOIN user_profiles p ON p.region = d.home_region AND p.user_id = d.user_id`
+
+const recipientLockedByPhoneSQL = recipientLockedColumns + `
+WHERE d.phone_bidx = $1 FOR KEY SHARE OF u`
+
+const recipientLockedByIDSQL = recipientLockedColumns + `
+WHERE d.user_id = $1 LIMIT 1 FOR KEY SHARE OF u`
+
+// transferSenderSQL is everything the batch needs about a sender, in one statement after the
+// sender's lock: senderStateSQL's columns, the available balance, the idempotency key's row,
+// the session ($6, NULL without MovementAuth) and the PIN state (sessionLiveSQL and pinStateSQL,
+// over the same user and user_auth rows). No row: no such user.
+const transferSenderSQL = `
+SELECT w.status, a.decimals, a.min_amount::text, a.max_amount::text, a.is_active,
+       COALESCE(s.daily_limit, a.max_amount),
+       (SELECT COALESCE(sum(t.amount + t.fee), 0) FROM transactions t
+         WHERE t.region = $1 AND t.sender_id = $2 AND t.asset_symbol = $3 AND t.created_at >= $4
+           AND t.type IN ('transfer', 'payment', 'cash_out', 'exchange')
+           AND t.status IN ('pending', 'processing', 'completed')),
+       p.first_name_enc, p.last_name_enc, u.phone_enc,
+       b.available,
+       r.id IS NOT NULL, r.request_hash, r.recipient_id,
+       ss.id IS NOT NULL, COALESCE(ss.is_active AND ss.revoked_at IS NULL AND ss.expires_at > now(), false),
+       u.status, ua.tokens_not_before, COALESCE(ss.last_activity < now() - INTERVAL '1 minute', false),
+       ua.pin_hash, COALESCE(ua.pin_attempts, 0), ua.pin_locked_until, ua.pin_locked_until > now()
+FROM users u
+LEFT JOIN wallets w ON w.region = $1 AND w.user_id = $2
+LEFT JOIN supported_assets a ON a.symbol = $3
+LEFT JOIN user_settings s ON s.region = $1 AND s.user_id = $2
+LEFT JOIN user_profiles p ON p.region = $1 AND p.user_id = $2
+LEFT JOIN asset_balances b ON b.region = $1 AND b.user_id = $2 AND b.asset_symbol = $3
+LEFT JOIN transactions r ON r.region = $1 AND r.sender_id = $2 AND r.reference = $5
+LEFT JOIN user_auth ua ON ua.region = $1 AND ua.user_id = $2
+LEFT JOIN user_sessions ss ON ss.region = $1 AND ss.id = $6 AND ss.user_id = $2
+WHERE u.region = $1 AND u.id = $2`
+
+// scanTransferSender reads transferSenderSQL's row into rd.
+func scanTransferSender(row pgx.Row, rd *transferReads) error {
+	var (
+		walletStatus *string
+		decimals     *int
+		minS, maxS   *string
+		active       *bool
+		limit        decimal.NullDecimal
+		st           = &rd.sender
+		ss           = &rd.session
+	)
+	err := row.Scan(&walletStatus, &decimals, &minS, &maxS, &active, &limit, &st.spent,
+		&st.profile.first, &st.profile.last, &st.profile.phone,
+		&rd.available,
+		&rd.existing.found, &rd.existing.hash, &rd.existing.recipient,
+		&ss.found, &ss.live, &ss.status, &ss.notBefore, &ss.stale,
+		&rd.pin.phc, &rd.pin.attempts, &rd.pin.lockedUntil, &rd.pin.locked)
+	if errors.Is(err, pgx.ErrNoRows) {
+		rd.senderErr = fmt.Errorf("user: %w", ErrNotFound)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if walletStatus == nil {
+		rd.senderErr = fmt.Errorf("wallet: %w", ErrNotFound)
+		return nil
+	}
+	st.walletStatus = *walletStatus
+	if decimals != nil {
+		st.assetFound, st.decimals, st.min, st.max, st.active, st.limit = true, *decimals, *minS, *maxS, *active, limit.Decimal
+	}
+	return nil
+}
+
+// errRecipientMoved: the recipient's user row moved while the batch waited for its lock (a
+// relocation committed); the batch is retried like a serialization failure.
+var errRecipientMoved = errors.New("recipient relocated during the transfer")
+
+const insertTransferSQL = `
+INSERT INTO transactions (id, region, reference, request_hash, sender_id, recipient_id, type, status,
+    amount, asset_symbol, fee, note, completed_at)
+VALUES ($1, $2, $3, $4, $5, $6, 'transfer', 'completed', $7, $8, $9, $10, now())`
+
+// One UPDATE per balance row and batch, by the net delta; it must find its row.
+const applyDeltaSQL = `
+WITH u AS (
+    UPDATE asset_balances SET available = available + $4, total = total + $4, last_updated = now()
+    WHERE region = $1 AND user_id = $2 AND asset_symbol = $3
+    RETURNING 1)
+SELECT 1 / count(*) FROM u`
+
+// An entry's balance_after is the row's total after the batch's update minus what later items
+// of the batch added to it, i.e. the running balance in the batch's order.
+const insertTransferEntrySQL = `
+WITH e AS (
+    INSERT INTO ledger_entries (region, wallet_id, user_id, transaction_id, asset_symbol, amount, balance_after,
+        tx_type, counterparty_id, counterparty_display, note)
+    SELECT b.region, b.wallet_id, b.user_id, $4, b.asset_symbol, $5, b.total - $6, 'transfer', $7, $8, $9
+    FROM asset_balances b WHERE b.region = $1 AND b.user_id = $2 AND b.asset_symbol = $3
+    RETURNING 1)
+SELECT 1 / count(*) FROM e`
+
+// Activity details are ids and codes only, never PII (insertActivitySQL, with the id known).
+const insertTransferActivitySQL = `
+INSERT INTO activity_logs (region, user_id, action, details)
+VALUES ($1, $2, 'transfer_sent', jsonb_build_object('transaction_id', $3::text, 'type', 'transfer', 'asset', $4::text))`
+
+// Decimal arguments go as their canonical strings: pgx encodes a decimal.Decimal through
+// driver.Valuer with a per-call plan lookup that showed in the profile; a string is sent as is.
+
+// last_activity is marked at most once a minute, as SessionLive does.
+const touchSessionSQL = `
+UPDATE user_sessions SET last_activity = now()
+WHERE region = $1 AND id = $2 AND last_activity < now() - INTERVAL '1 minute'`
+
+func partyLess(a, b Party) bool {
+	if a.Region != b.Region {
+		return a.Region < b.Region
+	}
+	return bytes.Compare(a.UserID[:], b.UserID[:]) < 0
+}
+
+// transferBatchAttempt is one try of a batch. A nil error means the transaction committed (or
+// nothing needed writing); each item then has its outcome. An error means nothing committed,
+// except ErrAmbiguousCommit.
+func (db *DB) transferBatchAttempt(ctx context.Context, items []*transferItem) (out []itemOutcome, err error) {
+	conn, err := db.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if conn.Conn().PgConn().TxStatus() != 'I' {
+			// A failed pipeline leaves the transaction open or aborted; if the ROLLBACK fails
+			// too, the pool destroys the connection on release.
+			_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+		}
+		conn.Release()
+	}()
+
+	// Round trip 1: BEGIN, the senders' locks, the reads.
+	var senders []Party
+	seen := map[Party]bool{}
+	for _, it := range items {
+		if s := it.req.Sender; !seen[s] {
+			seen[s] = true
+			senders = append(senders, s)
+		}
+	}
+	sort.Slice(senders, func(i, j int) bool { return partyLess(senders[i], senders[j]) })
+	b := &pgx.Batch{}
+	b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED")
+	for _, s := range senders {
+		b.Queue(lockSenderSQL, s.Region, s.UserID)
+	}
+	day := startOfDay(time.Now())
+	for _, it := range items {
+		r, s := it.req, it.req.Sender
+		var session *uuid.UUID
+		if r.Auth != nil {
+			session = &r.Auth.SessionID
+		}
+		b.Queue(transferSenderSQL, s.Region, s.UserID, r.Asset, day, r.Reference, session)
+		if r.Recipient.UserID != uuid.Nil {
+			b.Queue(recipientLockedByIDSQL, r.Recipient.UserID, r.Asset)
+		} else {
+			b.Queue(recipientLockedByPhoneSQL, it.bidx, r.Asset)
+		}
+	}
+	reads := make([]transferReads, len(items))
+	tRT1 := time.Now()
+	defer func() { debugPhase(0, time.Since(tRT1)) }()
+	if err := func() error {
+		br := conn.SendBatch(ctx, b)
+		defer br.Close()
+		for range 1 + len(senders) {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		for i := range items {
+			rd := &reads[i]
+			if err := scanTransferSender(br.QueryRow(), rd); err != nil {
+				return err
+			}
+			rd.rcpt, rd.rerr = scanRecipient(br.QueryRow())
+			if rd.rerr != nil && !errors.Is(rd.rerr, ErrRecipientNotFound) {
+				return rd.rerr
+			}
+		}
+		return br.Close()
+	}(); err != nil {
+		return nil, err
+	}
+	// A recipient the locking read did not find is looked up once more without the lock: if it
+	// exists now, it moved while we waited (a relocation), and the batch retries. Only refusals
+	// pay this round trip.
+	for i, it := range items {
+		if rd := &reads[i]; errors.Is(rd.rerr, ErrRecipientNotFound) {
+			r := it.req
+			q, arg := recipientByPhoneSQL, any(it.bidx)
+			if r.Recipient.UserID != uuid.Nil {
+				q, arg = recipientByIDSQL, r.Recipient.UserID
+			}
+			if _, err := scanRecipient(conn.QueryRow(ctx, q, arg, r.Asset)); err == nil {
+				return nil, errRecipientMoved
+			}
+		}
+	}
+
+	debugPhase(2, time.Since(tRT1))
+	// Decide every item in order against the locked reads.
+	out = make([]itemOutcome, len(items))
+	var plans []plannedTransfer
+	var replays []int
+	avail := map[balKey]decimal.Decimal{}
+	spent := map[balKey]decimal.Decimal{}
+	hasBalance := map[balKey]bool{}
+	refs := map[txRef]bool{}
+	var ensure []ensureBalance
+	for i, it := range items {
+		p, replay, err := db.decideTransfer(it, &reads[i], i, avail, spent, hasBalance, refs, &ensure)
+		switch {
+		case errors.Is(err, errDuplicateReference):
+			out[i].later = true
+		case err != nil:
+			out[i].err = err
+		case replay:
+			replays = append(replays, i)
+		default:
+			plans = append(plans, p)
+		}
+	}
+	if len(plans) == 0 && len(replays) == 0 {
+		_, err := conn.Exec(ctx, "ROLLBACK")
+		return out, err
+	}
+
+	// Round trip 2: every write, the views, COMMIT.
+	b = &pgx.Batch{}
+	for _, e := range ensure {
+		b.Queue(ensureBalanceSQL, e.party.Region, e.party.UserID, e.asset)
+	}
+	type entryRow struct {
+		key       balKey
+		plan      int
+		amount    decimal.Decimal
+		cpID      *uuid.UUID
+		cpDisplay []byte
+		suffix    decimal.Decimal
+	}
+	var entries []entryRow
+	fees := map[string]Party{}
+	for pi := range plans {
+		p := &plans[pi]
+		it := items[p.idx]
+		r, s := it.req, it.req.Sender
+		b.Queue(insertTransferSQL, p.id, s.Region, r.Reference, p.hash, s.UserID, p.rcpt.UserID,
+			r.Amount.String(), r.Asset, p.fee.String(), nullIfEmpty(r.Note))
+		sid, rid := s.UserID, p.rcpt.UserID
+		entries = append(entries,
+			entryRow{key: balKey{s.Region, s.UserID, r.Asset}, plan: pi, amount: p.debit.Neg(), cpID: &rid, cpDisplay: p.senderView},
+			entryRow{key: balKey{p.rcpt.Region, p.rcpt.UserID, r.Asset}, plan: pi, amount: r.Amount, cpID: &sid, cpDisplay: p.recipientView})
+		if p.fee.Sign() > 0 {
+			f, ok := fees[s.Region]
+			if !ok {
+				f = Party{SystemUserID(s.Region, SystemFees), s.Region}
+				fees[s.Region] = f
+			}
+			entries = append(entries, entryRow{key: balKey{f.Region, f.UserID, r.Asset}, plan: pi, amount: p.fee, cpID: &sid})
+		}
+	}
+	// Net deltas, and each entry's suffix: what later entries add to its row.
+	net := map[balKey]decimal.Decimal{}
+	for i := len(entries) - 1; i >= 0; i-- {
+		e := &entries[i]
+		e.suffix = net[e.key]
+		net[e.key] = net[e.key].Add(e.amount)
+	}
+	keys := make([]balKey, 0, len(net))
+	for k := range net {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].less(keys[j]) })
+	for _, k := range keys {
+		b.Queue(applyDeltaSQL, k.region, k.user, k.asset, net[k].String())
+	}
+	for _, e := range entries {
+		p := plans[e.plan]
+		b.Queue(insertTransferEntrySQL, e.key.region, e.key.user, e.key.asset, p.id, e.amount.String(), e.suffix.String(),
+			e.cpID, e.cpDisplay, nullIfEmpty(items[p.idx].req.Note))
+	}
+	for _, p := range plans {
+		s, r := items[p.idx].req.Sender, items[p.idx].req
+		b.Queue(insertTransferActivitySQL, s.Region, s.UserID, p.id.String(), r.Asset)
+		if a := r.Auth; a != nil && reads[p.idx].session.stale {
+			b.Queue(touchSessionSQL, s.Region, a.SessionID)
+		}
+	}
+	views := make([]int, 0, len(plans)+len(replays))
+	for _, p := range plans {
+		views = append(views, p.idx)
+	}
+	views = append(views, replays...)
+	for _, i := range views {
+		q, args := historyQuery(items[i].req.Sender, HistoryFilter{Reference: items[i].req.Reference, Limit: 1})
+		b.Queue(q, args...)
+	}
+	b.Queue("COMMIT")
+
+	tRT2 := time.Now()
+	defer func() { debugPhase(1, time.Since(tRT2)) }()
+	err = func() error {
+		br := conn.SendBatch(ctx, b)
+		defer br.Close()
+		for range ensure {
+			if _, err := br.Exec(); err != nil {
+				return fmt.Errorf("ensure balance: %w", err)
+			}
+		}
+		for range plans {
+			if _, err := br.Exec(); err != nil {
+				if sqlState(err) == codeUniqueViolation {
+					return fmt.Errorf("%w: %w", errDuplicateReference, err)
+				}
+				return fmt.Errorf("insert transaction: %w", err)
+			}
+		}
+		var one int
+		for _, k := range keys {
+			if err := br.QueryRow().Scan(&one); err != nil {
+				return fmt.Errorf("balance %s %s: %w", k.user, k.asset, err)
+			}
+		}
+		for _, e := range entries {
+			if err := br.QueryRow().Scan(&one); err != nil {
+				return fmt.Errorf("ledger entry for %s: %w", e.key.user, err)
+			}
+		}
+		for _, p := range plans {
+			if _, err := br.Exec(); err != nil {
+				return fmt.Errorf("insert activity: %w", err)
+			}
+			if items[p.idx].req.Auth != nil && reads[p.idx].session.stale {
+				if _, err := br.Exec(); err != nil {
+					return fmt.Errorf("session activity: %w", err)
+				}
+			}
+		}
+		for _, i := range views {
+			rows, err := br.Query()
+			if err != nil {
+				return err
+			}
+			txs, err := db.scanHistory(rows, items[i].req.Sender)
+			if err != nil {
+				return err
+			}
+			if len(txs) != 1 {
+				return fmt.Errorf("%w: view of %q: %d rows", ErrConstraint, items[i].req.Reference, len(txs))
+			}
+			out[i].res = Result{Transaction: txs[0]}
+		}
+		if _, err := br.Exec(); err != nil {
+			if sqlState(err) == "" {
+				return fmt.Errorf("%w: %w", ErrAmbiguousCommit, err)
+			}
+			return err
+		}
+		return br.Close()
+	}()
+	if err != nil {
+		return nil, err
+	}
+	for _, i := range replays {
+		out[i].res.Replayed = true
+	}
+	return out, nil
+}
+
+// decideTransfer checks one item against its reads and the batch so far, in the order and with
+// the answers of transferTx. It returns a plan, or replay, or the item's error
+// (errDuplicateReference: wait for the next batch).
+func (db *DB) decideTransfer(it *transferItem, rd *transferReads, idx int, avail, spent map[balKey]decimal.Decimal,
+	hasBalance map[balKey]bool, refs map[txRef]bool, ensure *[]ensureBalance) (plannedTransfer, bool, error) {
+	req, s := it.req, it.req.Sender
+	if a := req.Auth; a != nil {
+		if err := rd.session.check(s.UserID, a.SessionID, a.IssuedAt); err != nil {
+			return plannedTransfer{}, false, err
+		}
+		if !a.pinChecked {
+			if err := db.pinFast(s.UserID, a.PIN, rd.pin); err != nil {
+				return plannedTransfer{}, false, err
+			}
+		}
+	}
+	if rd.senderErr != nil {
+		return plannedTransfer{}, false, fmt.Errorf("sender %s: %w", s.UserID, rd.senderErr)
+	}
+	recipientID := rd.rcpt.userID
+	if recipientID == uuid.Nil {
+		recipientID = req.Recipient.UserID
+	}
+	if recipientID == uuid.Nil && rd.existing.recipient != nil {
+		recipientID = *rd.existing.recipient
+	}
+	ref := txRef{s.Region, s.UserID, req.Reference}
+	if refs[ref] {
+		return plannedTransfer{}, false, errDuplicateReference
+	}
+	refs[ref] = true
+	hash := requestHash(TypeTransfer, req.Asset, req.Amount.String(), recipientID.String(), req.Note)
+	if rd.existing.found {
+		if !bytes.Equal(rd.existing.hash, hash) {
+			return plannedTransfer{}, false, fmt.Errorf("%w: reference %q was used with another request", ErrIdempotencyConflict, req.Reference)
+		}
+		return plannedTransfer{}, true, nil
+	}
+	if rd.rerr != nil {
+		return plannedTransfer{}, false, rd.rerr
+	}
+	rc := rd.rcpt
+	if rc.userID == s.UserID {
+		return plannedTransfer{}, false, fmt.Errorf("%w: cannot send to yourself", ErrInvalidRecipient)
+	}
+	if !rc.canReceive() {
+		return plannedTransfer{}, false, fmt.Errorf("%w: the recipient's wallet cannot receive", ErrInvalidRecipient)
+	}
+	sender := rd.sender
+	if err := sender.check(req.Asset, req.Amount); err != nil {
+		return plannedTransfer{}, false, err
+	}
+	fee := req.Fees.Fee(TypeTransfer, req.Asset, req.Amount, sender.decimals)
+	debit := req.Amount.Add(fee)
+	sk := balKey{s.Region, s.UserID, req.Asset}
+	sender.spent = sender.spent.Add(spent[sk])
+	if err := sender.checkLimit(debit); err != nil {
+		return plannedTransfer{}, false, err
+	}
+	cur, ok := avail[sk]
+	if !ok {
+		if !rd.available.Valid {
+			return plannedTransfer{}, false, fmt.Errorf("%w: %s", ErrInsufficientFunds, req.Asset)
+		}
+		cur = rd.available.Decimal
+	}
+	if cur.LessThan(debit) {
+		return plannedTransfer{}, false, fmt.Errorf("%w: %s", ErrInsufficientFunds, req.Asset)
+	}
+	senderView, err := db.display(rc.userID, rc.profile, s.UserID)
+	if err != nil {
+		return plannedTransfer{}, false, err
+	}
+	recipientView, err := db.display(s.UserID, sender.profile, rc.userID)
+	if err != nil {
+		return plannedTransfer{}, false, err
+	}
+	avail[sk] = cur.Sub(debit)
+	spent[sk] = spent[sk].Add(debit)
+	rk := balKey{rc.region, rc.userID, req.Asset}
+	if v, ok := avail[rk]; ok {
+		avail[rk] = v.Add(req.Amount) // a credit earlier in the batch is spendable later in it
+	}
+	if !rc.hasBalance && !hasBalance[rk] {
+		hasBalance[rk] = true
+		*ensure = append(*ensure, ensureBalance{party: Party{rc.userID, rc.region}, walletID: rc.walletID, asset: req.Asset})
+	}
+	return plannedTransfer{idx: idx, id: uuid.New(), hash: hash, fee: fee, debit: debit,
+		rcpt: Party{rc.userID, rc.region}, senderView: senderView, recipientView: recipientView}, false, nil
+}
+
+var debugMu sync.Mutex
+var debugN, debugItems, debugErrs int
+var debugDur time.Duration
+
+func debugBatch(n int, d time.Duration, err error) {
+	debugMu.Lock()
+	debugN++
+	debugItems += n
+	debugDur += d
+	if err != nil && debugErrs < 5 {
+		debugErrs++
+		fmt.Printf("DEBUG err n=%d: %v\n", n, err)
+	}
+	if debugN%500 == 0 {
+		fmt.Printf("DEBUG batches=%d avg items=%.2f avg dur=%v err=%v\n", debugN, float64(debugItems)/float64(debugN), debugDur/time.Duration(debugN), err)
+	}
+	debugMu.Unlock()
+}
+
+var debugPh [3]time.Duration
+var debugPhN [3]int
+
+func debugPhase(i int, d time.Duration) {
+	debugMu.Lock()
+	debugPh[i] += d
+	debugPhN[i]++
+	if debugPhN[i]%200 == 0 {
+		fmt.Printf("DEBUG phase %d avg %v\n", i, debugPh[i]/time.Duration(debugPhN[i]))
+	}
+	debugMu.Unlock()
+}
