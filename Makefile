@@ -24,8 +24,9 @@ test: fmt-check vet
 test-short:
 	$(GO) test -short ./...
 
-# The storage and HTTP suites against a real multi-region CockroachDB (COCKROACH_URL), e.g.
-# `cockroach demo --global --nodes 9`. Skips with a message when COCKROACH_URL is unset.
+# The storage and HTTP suites against a real multi-region CockroachDB (COCKROACH_URL) whose
+# regions are me-central1, eu-west1 and us-east1 (README: a `cockroach demo --demo-locality`
+# line). Skips with a message when COCKROACH_URL is unset; it cannot run on this machine.
 test-crdb:
 	@if [ -z "$$COCKROACH_URL" ]; then echo "test-crdb: COCKROACH_URL is not set; skipping (CockroachDB cannot run on this machine)"; exit 0; fi
 	TEST_DATABASE_URL="$$COCKROACH_URL" $(GO) test -count=1 ./storage/... ./server/...
