@@ -1093,24 +1093,34 @@ func scanRecipient(row pgx.Row) (recipientState, error) {
 // initial, phone masked to its last four digits. The profile is decrypted with the AAD of its
 // own row (CONTRACTS.md); the copy is bound to the owner's entries.
 func (db *DB) display(counterparty uuid.UUID, p profile, owner uuid.UUID) ([]byte, error) {
+	_, enc, err := db.displayBoth(counterparty, p, owner)
+	return enc, err
+}
+
+// displayBoth is display that also returns the plain copy (with its user id), which a fresh
+// transfer shows its sender without reading it back (transfers.go).
+func (db *DB) displayBoth(counterparty uuid.UUID, p profile, owner uuid.UUID) (Counterparty, []byte, error) {
 	id := counterparty.String()
 	first, err := db.keys.DecryptString(p.first, "user_profiles", "first_name_enc", id)
 	if err != nil {
-		return nil, err
+		return Counterparty{}, nil, err
 	}
 	last, err := db.keys.DecryptString(p.last, "user_profiles", "last_name_enc", id)
 	if err != nil {
-		return nil, err
+		return Counterparty{}, nil, err
 	}
 	phone, err := db.keys.DecryptString(p.phone, "users", "phone_enc", id)
 	if err != nil {
-		return nil, err
+		return Counterparty{}, nil, err
 	}
-	raw, err := json.Marshal(Counterparty{DisplayName: DisplayName(first, last), Phone: MaskPhone(phone)})
+	cp := Counterparty{DisplayName: DisplayName(first, last), Phone: MaskPhone(phone)}
+	raw, err := json.Marshal(cp)
 	if err != nil {
-		return nil, err
+		return Counterparty{}, nil, err
 	}
-	return db.keys.Encrypt(raw, "ledger_entries", "counterparty_display", owner.String())
+	enc, err := db.keys.Encrypt(raw, "ledger_entries", "counterparty_display", owner.String())
+	cp.UserID = counterparty
+	return cp, enc, err
 }
 
 // DisplayName is how a user is shown to others: first name and last initial ("Sara K.").

@@ -1,0 +1,72 @@
+package server
+
+import (
+	"net/http"
+	"testing"
+
+	"github.com/google/uuid"
+)
+
+// TestSendChecksSessionAndPINInTransfer: POST /transactions/send checks the session and the PIN
+// inside the transfer (authedMovement + storage.MovementAuth), with the answers authedLive and
+// VerifyPIN give: a wrong PIN is counted and refused, the next right one clears the count, five
+// wrong ones lock the PIN against the right one too, and a session ended by logout or by a PIN
+// change elsewhere cannot send even with a token that has not expired. Nothing refused moves money.
+func TestSendChecksSessionAndPINInTransfer(t *testing.T) {
+	t.Parallel()
+	env := newTestEnv(t)
+	phoneA := randomPhone(t, "AE")
+	userA, accessA := signUpUser(t, env, phoneA)
+	userB, _ := signUpUser(t, env, randomPhone(t, "AE"))
+	cashIn(t, env, userA, "AED", "100")
+
+	send := func(token, pin string) *response {
+		return env.do("POST", "/transactions/send", map[string]string{"recipient_id": userB, "amount": "1",
+			"asset": "AED", "reference": uuid.NewString(), "pin": pin}, bearer(token)...)
+	}
+	if r := send(accessA, testPIN); r.Status != http.StatusCreated {
+		t.Fatalf("send: %d %s", r.Status, r.Body)
+	}
+	r := send(accessA, "918273")
+	wantProblem(t, r, http.StatusUnauthorized, "invalid_pin")
+	if r.JSON["attempts_left"] != float64(4) {
+		t.Errorf("attempts_left = %v, want 4", r.JSON["attempts_left"])
+	}
+	// The right PIN (cached) with a failed attempt pending takes the slow path and clears it.
+	if r := send(accessA, testPIN); r.Status != http.StatusCreated {
+		t.Fatalf("send after a wrong PIN: %d %s", r.Status, r.Body)
+	}
+	if r := send(accessA, "918273"); r.JSON["attempts_left"] != float64(4) {
+		t.Errorf("the right PIN did not reset the count: %s", r.Body)
+	}
+	for range 3 {
+		send(accessA, "918273")
+	}
+	wantProblem(t, send(accessA, "918273"), http.StatusLocked, "pin_locked")
+	wantProblem(t, send(accessA, testPIN), http.StatusLocked, "pin_locked")
+	wantAvailable(t, env, accessA, "AED", "98.00")
+
+	// A second user, two sessions: a PIN change in one ends the other at once; logout ends the
+	// one that changed it.
+	phoneC := randomPhone(t, "AE")
+	userC, accessC1 := signUpUser(t, env, phoneC)
+	cashIn(t, env, userC, "AED", "100")
+	accessC2, _ := loginTokens(t, env, phoneC, testPIN)
+	if r := send(accessC1, testPIN); r.Status != http.StatusCreated {
+		t.Fatalf("send from the first session: %d %s", r.Status, r.Body)
+	}
+	if r := env.do("PUT", "/user/pin", map[string]string{"current_pin": testPIN, "new_pin": "729461"},
+		bearer(accessC2)...); r.Status != http.StatusNoContent && r.Status != http.StatusOK {
+		t.Fatalf("change PIN: %d %s", r.Status, r.Body)
+	}
+	wantProblem(t, send(accessC1, "729461"), http.StatusUnauthorized, "unauthorized")
+	wantProblem(t, send(accessC2, testPIN), http.StatusUnauthorized, "invalid_pin") // the old PIN
+	if r := send(accessC2, "729461"); r.Status != http.StatusCreated {
+		t.Fatalf("send with the new PIN: %d %s", r.Status, r.Body)
+	}
+	if r := env.do("POST", "/auth/logout", nil, bearer(accessC2)...); r.Status != http.StatusNoContent {
+		t.Fatalf("logout: %d %s", r.Status, r.Body)
+	}
+	wantProblem(t, send(accessC2, "729461"), http.StatusUnauthorized, "unauthorized")
+	wantAvailable(t, env, accessC2, "AED", "98.00") // reads trust the unexpired token
+}
