@@ -167,8 +167,12 @@ ON CONFLICT (email_bidx) DO NOTHING`, bidx, userID, region)
 func (db *DB) Login(ctx context.Context, region string, userID uuid.UUID, v Verification, verifyHash []byte, s NewSession) (User, SessionGrant, error) {
 	var grant SessionGrant
 	err := db.inTx(ctx, "login", readCommitted, func(tx pgx.Tx) error {
+		// FOR SHARE: a relocation of this user (which locks the row first) either waits for this
+		// login, and then moves the new session too, or commits first, and then the re-checked
+		// row is no longer in this region and the login fails instead of opening a session in
+		// the old region.
 		var status string
-		err := tx.QueryRow(ctx, `SELECT status FROM users WHERE region = $1 AND id = $2`, region, userID).Scan(&status)
+		err := tx.QueryRow(ctx, `SELECT status FROM users WHERE region = $1 AND id = $2 FOR SHARE`, region, userID).Scan(&status)
 		if err != nil {
 			return err
 		}
