@@ -189,10 +189,7 @@ func (s *Server) checkAvailability(w http.ResponseWriter, r *http.Request) error
 		}
 	}()
 	var req availabilityRequest
-	if err := decodeJSON(r, &req); err != nil {
-		return err
-	}
-	if err := check(req); err != nil {
+	if err := decodeValid(r, &req); err != nil {
 		return err
 	}
 	th := storage.Throttle{Bucket: "availability_addr", Limit: s.cfg.Limits.AvailabilityPerHour, Window: time.Hour}
@@ -273,10 +270,7 @@ func newOTPCode() string {
 // revealed after the code verifies.
 func (s *Server) otpSend(w http.ResponseWriter, r *http.Request) (err error) {
 	var req otpSendRequest
-	if err := decodeJSON(r, &req); err != nil {
-		return err
-	}
-	if err := check(req); err != nil {
+	if err := decodeValid(r, &req); err != nil {
 		return err
 	}
 	phone, country, err := parsePhone(req.Phone)
@@ -342,10 +336,7 @@ type otpVerifyResponse struct {
 
 func (s *Server) otpVerify(w http.ResponseWriter, r *http.Request) (err error) {
 	var req otpVerifyRequest
-	if err := decodeJSON(r, &req); err != nil {
-		return err
-	}
-	if err := check(req); err != nil {
+	if err := decodeValid(r, &req); err != nil {
 		return err
 	}
 	phone, country, err := parsePhone(req.Phone)
@@ -392,10 +383,7 @@ type authResponse struct {
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	var req loginRequest
-	if err := decodeJSON(r, &req); err != nil {
-		return err
-	}
-	if err := check(req); err != nil {
+	if err := decodeValid(r, &req); err != nil {
 		return err
 	}
 	phone, _, err := parsePhone(req.Phone)
@@ -449,10 +437,7 @@ type refreshRequest struct {
 
 func (s *Server) refresh(w http.ResponseWriter, r *http.Request) error {
 	var req refreshRequest
-	if err := decodeJSON(r, &req); err != nil {
-		return err
-	}
-	if err := check(req); err != nil {
+	if err := decodeValid(r, &req); err != nil {
 		return err
 	}
 	region, ok := parseOpaqueToken(refreshPrefix, req.RefreshToken)
@@ -499,10 +484,7 @@ type pinResetRequest struct {
 // lock, and ends every session of the account.
 func (s *Server) pinReset(w http.ResponseWriter, r *http.Request) error {
 	var req pinResetRequest
-	if err := decodeJSON(r, &req); err != nil {
-		return err
-	}
-	if err := check(req); err != nil {
+	if err := decodeValid(r, &req); err != nil {
 		return err
 	}
 	if err := checkNewPIN(req.NewPIN); err != nil {

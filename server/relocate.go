@@ -34,10 +34,7 @@ func (s *Server) relocateUser(w http.ResponseWriter, r *http.Request) error {
 		return Errorf(http.StatusNotFound, "not_found", "The user does not exist.")
 	}
 	var req relocateRequest
-	if err := decodeJSON(r, &req); err != nil {
-		return err
-	}
-	if err := check(req); err != nil {
+	if err := decodeValid(r, &req); err != nil {
 		return err
 	}
 	target := strings.TrimSpace(req.Region)

@@ -245,10 +245,7 @@ type cashOutRequest struct {
 func (m *moneyAPI) cashOut(w http.ResponseWriter, r *http.Request) error {
 	p, _ := principalFrom(r.Context())
 	var req cashOutRequest
-	if err := decodeJSON(r, &req); err != nil {
-		return err
-	}
-	if err := check(req); err != nil {
+	if err := decodeValid(r, &req); err != nil {
 		return err
 	}
 	if err := checkReference(req.Reference); err != nil {

@@ -122,10 +122,7 @@ type signUpRequest struct {
 // home region is the challenge's: the region of the phone's country, not of the pod.
 func (s *Server) signUp(w http.ResponseWriter, r *http.Request) error {
 	var req signUpRequest
-	if err := decodeJSON(r, &req); err != nil {
-		return err
-	}
-	if err := check(req); err != nil {
+	if err := decodeValid(r, &req); err != nil {
 		return err
 	}
 	first, ok1 := cleanName(req.FirstName)
@@ -209,10 +206,7 @@ type patchUserRequest struct {
 
 func (s *Server) patchUser(w http.ResponseWriter, r *http.Request) error {
 	var req patchUserRequest
-	if err := decodeJSON(r, &req); err != nil {
-		return err
-	}
-	if err := check(req); err != nil {
+	if err := decodeValid(r, &req); err != nil {
 		return err
 	}
 	patch := storage.UserPatch{DateOfBirth: req.DateOfBirth, Gender: req.Gender, Country: req.Country}
@@ -280,10 +274,7 @@ func (s *Server) verifyPIN(r *http.Request, p Principal, pin string) error {
 // deleteUser closes the account: PIN, empty balances, then PII erased and sessions ended.
 func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) error {
 	var req pinBody
-	if err := decodeJSON(r, &req); err != nil {
-		return err
-	}
-	if err := check(req); err != nil {
+	if err := decodeValid(r, &req); err != nil {
 		return err
 	}
 	p, _ := principalFrom(r.Context())
@@ -305,10 +296,7 @@ type changePINRequest struct {
 // changePIN replaces the PIN and ends the user's other sessions.
 func (s *Server) changePIN(w http.ResponseWriter, r *http.Request) error {
 	var req changePINRequest
-	if err := decodeJSON(r, &req); err != nil {
-		return err
-	}
-	if err := check(req); err != nil {
+	if err := decodeValid(r, &req); err != nil {
 		return err
 	}
 	if err := checkNewPIN(req.NewPIN); err != nil {
@@ -421,10 +409,7 @@ func (s *Server) getSettings(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) patchSettings(w http.ResponseWriter, r *http.Request) error {
 	var req patchSettingsRequest
-	if err := decodeJSON(r, &req); err != nil {
-		return err
-	}
-	if err := check(req); err != nil {
+	if err := decodeValid(r, &req); err != nil {
 		return err
 	}
 	patch := storage.SettingsPatch{Language: req.Language, Theme: req.Theme}
