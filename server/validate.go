@@ -48,7 +48,6 @@ func newValidator() *validator.Validate {
 // (NUMERIC(20,8)), no sign, exponent or leading zeros.
 var decimalPattern = regexp.MustCompile(`^(0|[1-9][0-9]{0,11})(\.[0-9]{1,8})?$`)
 
-// check validates a decoded request; a failure is 422 validation_failed with a message per field.
 // decodeValid is the first step of every handler with a body: decodeJSON, then check.
 func decodeValid(r *http.Request, req any) error {
 	if err := decodeJSON(r, req); err != nil {
@@ -57,6 +56,7 @@ func decodeValid(r *http.Request, req any) error {
 	return check(req)
 }
 
+// check validates a decoded request; a failure is 422 validation_failed with a message per field.
 func check(req any) error {
 	err := validate.Struct(req)
 	if err == nil {
