@@ -31,6 +31,12 @@ test-crdb:
 	@if [ -z "$$COCKROACH_URL" ]; then echo "test-crdb: COCKROACH_URL is not set; skipping (CockroachDB cannot run on this machine)"; exit 0; fi
 	TEST_DATABASE_URL="$$COCKROACH_URL" $(GO) test -count=1 ./storage/... ./server/...
 
+# Load benchmark (loadtest/bench/README.md): pgbench's transfer scripts, then the API's uniform and hot
+# scenarios at the same 16 clients on this machine; prints the ratios and writes loadtest/RESULTS.md.
+BENCH_SECONDS ?= 20
+bench: build
+	BENCH_SECONDS=$(BENCH_SECONDS) $(GO) run ./loadtest/bench -server bin/7awel -out loadtest/RESULTS.md
+
 k8s:
 	$(GO) run ./k8s/render $(OVERLAY)
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -137,6 +138,9 @@ func routeName(next http.Handler) http.Handler {
 	})
 }
 
+// statusClientClosed is nginx's 499 "client closed request", for requests whose client left.
+const statusClientClosed = 499
+
 // handlerFunc is what our handlers are: they return an error instead of writing one.
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
@@ -149,6 +153,11 @@ func (s *Server) handle(fn handlerFunc) http.Handler {
 			return
 		}
 		e := toError(err)
+		if r.Context().Err() != nil && errors.Is(err, context.Canceled) {
+			// The client went away: nothing of ours failed, and nobody reads this answer. 499
+			// (nginx's "client closed request") keeps it out of the 5xx rate.
+			e = &Error{Status: statusClientClosed, Code: "client_closed_request", Detail: "The client closed the request.", Err: err}
+		}
 		fields := []zap.Field{
 			zap.String("request_id", requestID(r.Context())),
 			zap.Int("status", e.Status),

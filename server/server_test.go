@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -199,5 +200,26 @@ func TestMetricsExposed(t *testing.T) {
 		if strings.HasPrefix(p.Metric, "wallet_") {
 			t.Errorf("lint: %s: %s", p.Metric, p.Text)
 		}
+	}
+}
+
+// TestClientGoneIsNotA5xx: a request whose client left ends in 499 at debug level, not in the
+// 5xx rate and the error log.
+func TestClientGoneIsNotA5xx(t *testing.T) {
+	env := newTestEnv(t)
+	h := env.server.outer(env.server.handle(func(w http.ResponseWriter, r *http.Request) error {
+		<-r.Context().Done()
+		return fmt.Errorf("waiting for the database: %w", r.Context().Err())
+	}))
+	ctx, cancel := context.WithCancel(context.Background())
+	req := httptest.NewRequest("GET", "/slow", nil).WithContext(ctx)
+	rec := httptest.NewRecorder()
+	cancel()
+	h.ServeHTTP(rec, req)
+	if rec.Code != statusClientClosed {
+		t.Fatalf("status = %d, want 499", rec.Code)
+	}
+	if strings.Contains(env.logs.String(), `"level":"error"`) {
+		t.Fatalf("a client that left was logged as an error: %s", env.logs.String())
 	}
 }

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/pprof/profile"
+
+	"github.com/7awel/wallet/loadtest/driver"
+)
+
+// A real pgbench 15 summary.
+const pgbenchOut = `pgbench (15.20 (Debian 15.20-0+deb12u1))
+transaction type: loadtest/bench/transfer_random.sql
+scaling factor: 1
+query mode: simple
+number of clients: 16
+number of threads: 2
+maximum number of tries: 10
+duration: 20 s
+number of transactions actually processed: 74000
+number of failed transactions: 1 (0.001%)
+number of transactions retried: 3 (0.004%)
+total number of retries: 4
+latency average = 4.321 ms
+initial connection time = 146.618 ms
+tps = 3700.500000 (without initial connection time)
+`
+
+func TestParsePgbenchOutput(t *testing.T) {
+	r, err := parsePgbenchOutput(pgbenchOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.TPS != 3700.5 || r.Transactions != 74000 || r.Failed != 1 || r.Retries != 4 || r.LatencyAvgMs != 4.321 {
+		t.Errorf("parsed %+v", r)
+	}
+	if _, err := parsePgbenchOutput("pgbench: error: connection refused\n"); err == nil {
+		t.Error("output without tps must be an error")
+	}
+}
+
+func TestPgbenchLogLatencies(t *testing.T) {
+	dir := t.TempDir()
+	// client, transaction, latency µs, script, epoch, µs, retries; one failed transaction.
+	a := "1 1 4714 0 1795731131 657415 0\n1 2 1207 0 1795731131 658637 0\n1 3 failed 0 1795731131 662224 2\n"
+	b := "2 1 9751 0 1795731131 662471 0\n3 1 1000 0 1795731131 662505 1\n"
+	for name, body := range map[string]string{"x.1": a, "x.1.1": b} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "x.*"))
+	lat, err := logLatencies(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lat) != 4 || lat[0] != 1000 || lat[3] != 9751 {
+		t.Fatalf("latencies %v", lat)
+	}
+	if p := percentileUs(lat, 50); p != 1.207 {
+		t.Errorf("p50 %v ms", p)
+	}
+	if p := percentileUs(lat, 99); p != 9.751 {
+		t.Errorf("p99 %v ms", p)
+	}
+	if percentileUs(nil, 99) != 0 {
+		t.Error("no samples must be 0")
+	}
+}
+
+func report(tps float64, retries, committed int64, p50, p99 float64, rssMiB int64) *driver.Report {
+	return &driver.Report{Throughput: tps, TxRetries: retries, Committed: committed,
+		RetriesPerTransfer: float64(retries) / float64(committed), Passed: true,
+		Latency:      map[string]driver.Summary{"transfer": {Count: int(committed), P50: p50, P99: p99}},
+		Memory:       driver.Memory{HWMBytes: rssMiB << 20},
+		Conservation: driver.Conservation{Checked: true, OK: true}}
+}
+
+func TestRatiosComeFromOneRun(t *testing.T) {
+	half := report(1000, 0, 20000, 2, 8, 60)
+	half.TargetRate = 1000
+	r := &Results{Seconds: 20, Clients: 16,
+		Pgbench: []PgbenchResult{{Script: "transfer_random.sql", TPS: 4000, P99Ms: 10}, {Script: "transfer_hot.sql", TPS: 1400, P99Ms: 40}},
+		API: []APIRun{
+			{Kind: "uniform", Label: "uniform, closed loop", Report: report(3000, 30, 60000, 4, 12, 70)},
+			{Kind: "hot", Label: "hot, closed loop", Report: report(2700, 270, 54000, 5, 50, 90)},
+			{Kind: "half", Label: "uniform, open loop", Report: half},
+		}}
+	want := map[string]struct {
+		v   float64
+		met string
+	}{
+		"API uniform TPS / pgbench random TPS":                 {0.75, "met"},
+		"API hot TPS / API uniform TPS":                        {0.9, "met"},
+		"retries per committed transfer, hot":                  {0.005, "met"},
+		"p99 / p50 at half the peak rate (uniform, open loop)": {4, "met"},
+		"server peak RSS, MiB":                                 {90, "met"},
+		"API hot p99 / pgbench hot p99":                        {1.25, "met"},
+		"pgbench hot TPS / pgbench random TPS":                 {0.35, ""},
+	}
+	seen := 0
+	for _, x := range r.Ratios() {
+		w, ok := want[x.Name]
+		if !ok {
+			continue
+		}
+		seen++
+		if !x.Has || (x.Value-w.v) > 1e-9 || (w.v-x.Value) > 1e-9 || x.verdict() != w.met {
+			t.Errorf("%s = %v (%s), want %v (%s)", x.Name, x.Value, x.verdict(), w.v, w.met)
+		}
+	}
+	if seen != len(want) {
+		t.Errorf("%d of %d ratios found", seen, len(want))
+	}
+	// A target missed says so, and a missing run is "not measured", never a made-up number.
+	r.API[1].Report = report(1000, 500, 20000, 5, 50, 200)
+	r.API = r.API[:2]
+	md := r.markdown()
+	for _, s := range []string{"| API hot TPS / API uniform TPS | **0.333** | 1000 / 3000 | ≥ 0.8 | NOT met |",
+		"| server peak RSS, MiB | **200.000**", "p99 / p50 at half the peak rate (uniform, open loop) | – | – | ≤ 5 | not measured |",
+		"| transfer_random.sql | 4000 |"} {
+		if !strings.Contains(md, s) {
+			t.Errorf("markdown lacks %q:\n%s", s, md)
+		}
+	}
+}
+
+func TestTrimPprof(t *testing.T) {
+	in := "File: 7awel\nBuild ID: abc\nType: cpu\nTime: now\nDuration: 3s, Total samples = 1s\nShowing nodes accounting for 1s\n" +
+		"      flat  flat%   sum%        cum   cum%\n a\n b\n c\n"
+	got := trimPprof(in, 2)
+	want := "Duration: 3s, Total samples = 1s\nShowing nodes accounting for 1s\n      flat  flat%   sum%        cum   cum%\n a\n b\n"
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestProfileShares(t *testing.T) {
+	fn := func(id uint64, name string) *profile.Function { return &profile.Function{ID: id, Name: name} }
+	argon := fn(1, "golang.org/x/crypto/argon2.blamkaSSE4")
+	store := fn(2, "github.com/7awel/wallet/storage.(*DB).Transfer")
+	pgx := fn(3, "github.com/jackc/pgx/v5.(*Conn).SendBatch")
+	loc := func(id uint64, fs ...*profile.Function) *profile.Location {
+		l := &profile.Location{ID: id}
+		for _, f := range fs {
+			l.Line = append(l.Line, profile.Line{Function: f})
+		}
+		return l
+	}
+	p := &profile.Profile{
+		SampleType:    []*profile.ValueType{{Type: "samples", Unit: "count"}, {Type: "cpu", Unit: "nanoseconds"}},
+		DurationNanos: 2e9,
+		Sample: []*profile.Sample{
+			{Location: []*profile.Location{loc(1, argon)}, Value: []int64{6, 600e6}},
+			{Location: []*profile.Location{loc(3, pgx), loc(2, store)}, Value: []int64{3, 300e6}},
+			{Location: []*profile.Location{loc(2, store)}, Value: []int64{1, 100e6}},
+		},
+	}
+	got, total, err := shares(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Share{{"PIN hashing (argon2)", 60}, {"storage package (transactions, SQL, retries)", 40}, {"PostgreSQL driver (pgx, pool)", 30}}
+	if len(got) != len(want) {
+		t.Fatalf("shares %v", got)
+	}
+	for i := range want {
+		if got[i].What != want[i].What || got[i].Percent < want[i].Percent-1e-9 || got[i].Percent > want[i].Percent+1e-9 {
+			t.Errorf("share %d = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	if !strings.HasPrefix(total, "1.00 s of CPU in 2.0 s") {
+		t.Errorf("total %q", total)
+	}
+}
