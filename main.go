@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"syscall"
 	"time"
@@ -65,6 +66,7 @@ Environment:
   DB_MAX_CONNS      pool size (default: pgx's, max(4, cores))
   AUTO_MIGRATE      migrate and seed at start (default true in development, false in production)
   JOB_INTERVAL      how often a pod expires cash-outs and purges past-retention rows (default 1m)
+  GOMEMLIMIT        the Go heap's soft limit (default here 96MiB; Kubernetes sets it from the pod)
   FEE_SCHEDULE      fees per movement type and asset, e.g. "transfer=0.10+1%,cash_out/EGP=5"
                     (default: no fees)
 
@@ -217,6 +219,7 @@ func migrateCmd(ctx context.Context, c *config, log *zap.Logger, args []string, 
 
 func serve(ctx context.Context, c *config, log *zap.Logger, stdout io.Writer) error {
 	log.Info("configuration", c.logFields()...)
+	setMemoryLimit(log, os.Getenv)
 	return withDatabase(ctx, c, log, func(url string) error {
 		if c.AutoMigrate {
 			if err := storage.MigrateUp(ctx, url, c.regions); err != nil {
@@ -315,6 +318,22 @@ func listenAndServe(ctx context.Context, c *config, log *zap.Logger, api *server
 		}
 	}
 	return firstErr
+}
+
+// defaultMemoryLimit is the Go heap's soft limit when GOMEMLIMIT is not set. argon2id takes
+// 19 MiB per PIN hash (two at a time at most), all of it garbage a moment later; without a limit
+// the collector lets the heap grow to twice the live data first, and sign-up bursts push RSS
+// past what a 128 MiB pod should hold. Near the limit the collector simply runs more often.
+const defaultMemoryLimit = 96 << 20
+
+// setMemoryLimit applies defaultMemoryLimit unless GOMEMLIMIT says otherwise (the runtime reads
+// GOMEMLIMIT itself; Kubernetes sets it from the container's limit).
+func setMemoryLimit(log *zap.Logger, getenv func(string) string) {
+	if getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	debug.SetMemoryLimit(defaultMemoryLimit)
+	log.Info("memory limit", zap.Int64("bytes", defaultMemoryLimit))
 }
 
 func newHTTPServer(h http.Handler, log *zap.Logger) *http.Server {

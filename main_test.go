@@ -3,14 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 type lockedBuffer struct {
@@ -143,5 +147,19 @@ func TestServeOnEmbeddedPostgres(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dataDir, "postgres", "PG_VERSION")); err != nil {
 		t.Fatalf("data directory not kept: %v", err)
+	}
+}
+
+func TestSetMemoryLimit(t *testing.T) {
+	before := debug.SetMemoryLimit(-1)
+	defer debug.SetMemoryLimit(before)
+	debug.SetMemoryLimit(math.MaxInt64)
+	setMemoryLimit(zap.NewNop(), envFrom(map[string]string{"GOMEMLIMIT": "200MiB"}))
+	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
+		t.Fatalf("GOMEMLIMIT set, yet the limit changed to %d", got)
+	}
+	setMemoryLimit(zap.NewNop(), envFrom(nil))
+	if got := debug.SetMemoryLimit(-1); got != defaultMemoryLimit {
+		t.Fatalf("limit = %d, want %d", got, defaultMemoryLimit)
 	}
 }
