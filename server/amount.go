@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -48,4 +49,15 @@ func parseAmount(field, raw string, a storage.Asset) (decimal.Decimal, error) {
 		return decimal.Decimal{}, errInvalidAmount(field, "between %s and %s %s", lo, hi, a.Symbol)
 	}
 	return d, nil
+}
+
+// assetAmount resolves what every movement request names: an active asset and an amount
+// within that asset's precision and range (422 asset_unavailable or invalid_amount otherwise).
+func (m *moneyAPI) assetAmount(ctx context.Context, symbol, raw string) (storage.Asset, decimal.Decimal, error) {
+	asset, err := m.assets.Get(ctx, symbol)
+	if err != nil {
+		return storage.Asset{}, decimal.Decimal{}, err
+	}
+	amount, err := parseAmount("amount", raw, asset)
+	return asset, amount, err
 }

@@ -50,11 +50,7 @@ func (m *moneyAPI) cashIn(w http.ResponseWriter, r *http.Request) error {
 	if err := checkNote(req.Note); err != nil {
 		return err
 	}
-	asset, err := m.assets.Get(r.Context(), req.Asset)
-	if err != nil {
-		return err
-	}
-	amount, err := parseAmount("amount", req.Amount, asset)
+	asset, amount, err := m.assetAmount(r.Context(), req.Asset, req.Amount)
 	if err != nil {
 		return err
 	}

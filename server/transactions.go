@@ -199,11 +199,7 @@ func (m *moneyAPI) send(w http.ResponseWriter, r *http.Request) error {
 	if err := checkNote(req.Note); err != nil {
 		return err
 	}
-	asset, err := m.assets.Get(r.Context(), req.Asset)
-	if err != nil {
-		return err
-	}
-	amount, err := parseAmount("amount", req.Amount, asset)
+	asset, amount, err := m.assetAmount(r.Context(), req.Asset, req.Amount)
 	if err != nil {
 		return err
 	}
@@ -251,11 +247,7 @@ func (m *moneyAPI) cashOut(w http.ResponseWriter, r *http.Request) error {
 	if err := checkReference(req.Reference); err != nil {
 		return err
 	}
-	asset, err := m.assets.Get(r.Context(), req.Asset)
-	if err != nil {
-		return err
-	}
-	amount, err := parseAmount("amount", req.Amount, asset)
+	asset, amount, err := m.assetAmount(r.Context(), req.Asset, req.Amount)
 	if err != nil {
 		return err
 	}
