@@ -447,20 +447,9 @@ func (db *DB) CashOut(ctx context.Context, req CashOutRequest) (Result, error) {
 		err := db.inTx(ctx, "cash_out", db.debitIsolation(), func(tx pgx.Tx) error {
 			s := req.Sender
 			b := &pgx.Batch{}
-			b.Queue(db.lockSender(), s.Region, s.UserID) // first: see transfers.go
-			b.Queue(findReferenceSQL, s.Region, s.UserID, req.Reference)
-			b.Queue(senderStateSQL, s.Region, s.UserID, req.Asset, startOfDay(time.Now()))
+			db.queueSenderReads(b, s, req.Reference, req.Asset)
 			br := tx.SendBatch(ctx, b)
-			if _, err := br.Exec(); err != nil {
-				br.Close()
-				return err
-			}
-			existing, err := scanReference(br.QueryRow())
-			if err != nil {
-				br.Close()
-				return err
-			}
-			sender, err := scanSenderState(br.QueryRow())
+			existing, sender, err := scanSenderReads(br)
 			if cerr := br.Close(); err == nil {
 				err = cerr
 			}
@@ -512,21 +501,10 @@ func (db *DB) Exchange(ctx context.Context, req ExchangeRequest) (Result, error)
 		err := db.inTx(ctx, "exchange", db.debitIsolation(), func(tx pgx.Tx) error {
 			u := req.User
 			b := &pgx.Batch{}
-			b.Queue(db.lockSender(), u.Region, u.UserID) // first: see transfers.go
-			b.Queue(findReferenceSQL, u.Region, u.UserID, req.Reference)
-			b.Queue(senderStateSQL, u.Region, u.UserID, req.From, startOfDay(time.Now()))
+			db.queueSenderReads(b, u, req.Reference, req.From)
 			b.Queue(targetAssetSQL, u.Region, u.UserID, req.To)
 			br := tx.SendBatch(ctx, b)
-			if _, err := br.Exec(); err != nil {
-				br.Close()
-				return err
-			}
-			existing, err := scanReference(br.QueryRow())
-			if err != nil {
-				br.Close()
-				return err
-			}
-			sender, err := scanSenderState(br.QueryRow())
+			existing, sender, err := scanSenderReads(br)
 			if err != nil {
 				br.Close()
 				return fmt.Errorf("user %s: %w", u.UserID, err)
@@ -944,6 +922,27 @@ type refState struct {
 	found     bool
 	hash      []byte
 	recipient *uuid.UUID
+}
+
+// queueSenderReads queues what every debiting movement reads first: the sender's wallet lock
+// (first of all, see transfers.go), the reference lookup and the sender's state in asset.
+func (db *DB) queueSenderReads(b *pgx.Batch, s Party, reference, asset string) {
+	b.Queue(db.lockSender(), s.Region, s.UserID)
+	b.Queue(findReferenceSQL, s.Region, s.UserID, reference)
+	b.Queue(senderStateSQL, s.Region, s.UserID, asset, startOfDay(time.Now()))
+}
+
+// scanSenderReads reads the results of queueSenderReads, in order. The caller closes br.
+func scanSenderReads(br pgx.BatchResults) (refState, senderState, error) {
+	if _, err := br.Exec(); err != nil {
+		return refState{}, senderState{}, err
+	}
+	existing, err := scanReference(br.QueryRow())
+	if err != nil {
+		return refState{}, senderState{}, err
+	}
+	sender, err := scanSenderState(br.QueryRow())
+	return existing, sender, err
 }
 
 func scanReference(row pgx.Row) (refState, error) {

@@ -80,25 +80,16 @@ WHERE s.region = $1 AND s.id = $2 AND s.user_id = $3`
 // home region; it also marks the session's last activity at most once a minute.
 func (db *DB) SessionLive(ctx context.Context, region string, userID, sessionID uuid.UUID, issuedAt time.Time) error {
 	return db.inTx(ctx, "session_live", readCommitted, func(tx pgx.Tx) error {
-		var live bool
-		var status string
-		var notBefore *time.Time
-		err := tx.QueryRow(ctx, sessionLiveSQL, region, sessionID, userID).Scan(&live, &status, &notBefore)
+		// The rules are sessionRow.check's, the same the transfer path applies in its own batch.
+		row := sessionRow{found: true}
+		err := tx.QueryRow(ctx, sessionLiveSQL, region, sessionID, userID).Scan(&row.live, &row.status, &row.notBefore)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("session %s: %w", sessionID, ErrSessionRevoked)
-		}
-		if err != nil {
+			row.found = false
+		} else if err != nil {
 			return err
 		}
-		switch {
-		case status == "suspended":
-			return fmt.Errorf("user %s: %w", userID, ErrAccountSuspended)
-		case !live || status != "active":
-			return fmt.Errorf("session %s: %w", sessionID, ErrSessionRevoked)
-		// JWT iat has second precision: a token minted in the same second as a revocation is
-		// refused too, which errs on the safe side.
-		case notBefore != nil && !issuedAt.After(notBefore.Truncate(time.Second)):
-			return fmt.Errorf("session %s: token before tokens_not_before: %w", sessionID, ErrSessionRevoked)
+		if err := row.check(userID, sessionID, issuedAt); err != nil {
+			return err
 		}
 		_, err = tx.Exec(ctx, `UPDATE user_sessions SET last_activity = now()
 WHERE region = $1 AND id = $2 AND last_activity < now() - INTERVAL '1 minute'`, region, sessionID)

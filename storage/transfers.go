@@ -341,7 +341,7 @@ type sessionRow struct {
 	stale     bool // last_activity is over a minute old: the write batch refreshes it
 }
 
-// check answers like SessionLive.
+// check applies the session rules, for SessionLive and for the transfer batch alike.
 func (s sessionRow) check(userID, sessionID uuid.UUID, issuedAt time.Time) error {
 	switch {
 	case !s.found:
@@ -350,6 +350,8 @@ func (s sessionRow) check(userID, sessionID uuid.UUID, issuedAt time.Time) error
 		return fmt.Errorf("user %s: %w", userID, ErrAccountSuspended)
 	case !s.live || s.status == nil || *s.status != "active":
 		return fmt.Errorf("session %s: %w", sessionID, ErrSessionRevoked)
+	// JWT iat has second precision: a token minted in the same second as a revocation is
+	// refused too, which errs on the safe side.
 	case s.notBefore != nil && !issuedAt.After(s.notBefore.Truncate(time.Second)):
 		return fmt.Errorf("session %s: token before tokens_not_before: %w", sessionID, ErrSessionRevoked)
 	}
