@@ -68,6 +68,10 @@ type DB struct {
 	keys       *Keys
 	pins       *pinState        // PIN hashing semaphore and verified-PIN cache (pin.go)
 	transfers  *transferBatcher // coalesces transfers on PostgreSQL (transfers.go)
+
+	// serialTransfers, set by tests only, sends PostgreSQL's transfers through CockroachDB's
+	// path (one SERIALIZABLE transaction each, transferTx), so that its SQL runs here too.
+	serialTransfers bool
 }
 
 // Open connects to url, detects the engine and returns a DB. It does not migrate.

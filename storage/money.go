@@ -304,7 +304,7 @@ func (db *DB) Transfer(ctx context.Context, req TransferRequest) (Result, error)
 	if req.Recipient.UserID == uuid.Nil {
 		bidx = db.keys.BlindIndex("phone", req.Recipient.Phone)
 	}
-	if db.engine == Postgres {
+	if db.engine == Postgres && !db.serialTransfers {
 		return db.transferPostgres(ctx, req, bidx)
 	}
 	if a := req.Auth; a != nil {
@@ -333,7 +333,7 @@ func (db *DB) transferTx(ctx context.Context, tx pgx.Tx, req TransferRequest, bi
 	// The sender's wallet lock first: one sender's movements queue instead of retrying.
 	b.Queue(lockWalletSQL, s.Region, s.UserID)
 	b.Queue(findReferenceSQL, s.Region, s.UserID, req.Reference)
-	b.Queue(senderStateSQL, s.Region, s.UserID, req.Asset, startOfDay(time.Now()))
+	b.Queue(senderStateSQL, s.Region, s.UserID, req.Asset)
 	queueRecipient(b, req.Recipient, bidx, req.Asset)
 	br := tx.SendBatch(ctx, b)
 	if _, err := br.Exec(); err != nil {
@@ -751,16 +751,16 @@ func (db *DB) settleCashOut(ctx context.Context, id uuid.UUID, serving string, c
 	var out Transaction
 	err := db.inTx(ctx, op, serializable, func(tx pgx.Tx) error {
 		var (
-			found            bool
-			sender           Party
-			reference, asset string
-			status           string
-			amount, fee      decimal.Decimal
-			expiresAt        time.Time
+			found             bool
+			sender            Party
+			reference, asset  string
+			status            string
+			amount, fee       decimal.Decimal
+			expiresAt, heldOn time.Time
 		)
 		for _, region := range regions {
 			err := tx.QueryRow(ctx, findCashOutSQL, region, id).Scan(&sender.UserID, &reference, &status,
-				&amount, &fee, &asset, &expiresAt)
+				&amount, &fee, &asset, &expiresAt, &heldOn)
 			if errors.Is(err, pgx.ErrNoRows) {
 				continue
 			}
@@ -811,7 +811,7 @@ func (db *DB) settleCashOut(ctx context.Context, id uuid.UUID, serving string, c
 			m.activity = []activity{{party: sender, action: "cash_out_collected"}}
 		} else {
 			m.update.status = StatusCancelled
-			m.ops = []balanceOp{{party: sender, asset: asset, kind: opRelease, amount: held}}
+			m.ops = []balanceOp{{party: sender, asset: asset, kind: opRelease, amount: held, heldOn: heldOn}}
 			action := "cash_out_cancelled"
 			if !expireAt.IsZero() {
 				action = "cash_out_expired"
@@ -827,7 +827,8 @@ func (db *DB) settleCashOut(ctx context.Context, id uuid.UUID, serving string, c
 }
 
 const findCashOutSQL = `
-SELECT t.sender_id, t.reference, t.status, t.amount, t.fee, t.asset_symbol, c.expires_at
+SELECT t.sender_id, t.reference, t.status, t.amount, t.fee, t.asset_symbol, c.expires_at,
+       (t.created_at AT TIME ZONE 'UTC')::date
 FROM transactions t
 JOIN cash_out_details c ON c.region = $1 AND c.transaction_id = t.id
 WHERE t.region = $1 AND t.id = $2 AND t.type = 'cash_out'
@@ -887,11 +888,6 @@ func pickupCode() (string, error) {
 	return fmt.Sprintf("%08d", n.Int64()), nil
 }
 
-func startOfDay(t time.Time) time.Time {
-	t = t.UTC()
-	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
-}
-
 // checkAmount refuses what the asset does not allow: not positive, more decimals than the
 // asset, outside [min, max]. The server checks the same first, for a clear answer; this is the
 // data layer not trusting it.
@@ -929,7 +925,7 @@ type refState struct {
 func (db *DB) queueSenderReads(b *pgx.Batch, s Party, reference, asset string) {
 	b.Queue(db.lockSender(), s.Region, s.UserID)
 	b.Queue(findReferenceSQL, s.Region, s.UserID, reference)
-	b.Queue(senderStateSQL, s.Region, s.UserID, asset, startOfDay(time.Now()))
+	b.Queue(senderStateSQL, s.Region, s.UserID, asset)
 }
 
 // scanSenderReads reads the results of queueSenderReads, in order. The caller closes br.
@@ -956,22 +952,36 @@ func scanReference(row pgx.Row) (refState, error) {
 }
 
 // senderStateSQL reads what a debit checks: wallet status, the asset's rules, the daily limit
-// (NULL: the asset's maximum) and what was already sent today in the asset, and the sender's
-// profile for the recipient's copy of the display. One row; none without a wallet.
+// (NULL: the asset's maximum) and what was already sent today in the asset (spentTodaySQL), and
+// the sender's profile for the recipient's copy of the display. One row; none without a wallet.
 const senderStateSQL = `
 SELECT w.status, a.decimals, a.min_amount::text, a.max_amount::text, a.is_active,
-       COALESCE(s.daily_limit, a.max_amount),
-       (SELECT COALESCE(sum(t.amount + t.fee), 0) FROM transactions t
-         WHERE t.region = $1 AND t.sender_id = $2 AND t.asset_symbol = $3 AND t.created_at >= $4
-           AND t.type IN ('transfer', 'payment', 'cash_out', 'exchange')
-           AND t.status IN ('pending', 'processing', 'completed')),
+       COALESCE(s.daily_limit, a.max_amount), ` + spentTodaySQL + `,
        p.first_name_enc, p.last_name_enc, u.phone_enc
 FROM wallets w
 LEFT JOIN supported_assets a ON a.symbol = $3
 LEFT JOIN user_settings s ON s.region = $1 AND s.user_id = $2
 LEFT JOIN users u ON u.region = $1 AND u.id = $2
 LEFT JOIN user_profiles p ON p.region = $1 AND p.user_id = $2
+LEFT JOIN asset_balances b ON b.region = $1 AND b.user_id = $2 AND b.asset_symbol = $3
 WHERE w.region = $1 AND w.user_id = $2`
+
+// The daily limit's counter (migrations/000014_daily_spent): asset_balances.daily_spent is what
+// the owner sent in the asset on the UTC day daily_spent_on, amount + fee of every transfer,
+// payment, cash-out and exchange not failed or cancelled. "Today" is the day of the
+// transaction's now(), the same instant its transactions row takes as created_at, so the
+// counter and the rows it sums can never disagree on which day a movement belongs to
+// (Reconcile proves them equal).
+const todaySQL = `(now() AT TIME ZONE 'UTC')::date`
+
+// spentTodaySQL is the counter as of today, read through the alias b of the balance row (NULL
+// row or another day: nothing spent yet).
+const spentTodaySQL = `COALESCE(CASE WHEN b.daily_spent_on = ` + todaySQL + ` THEN b.daily_spent END, 0)`
+
+// addSpentSQL is the SET clause that adds the debit $4 to today's counter, starting a new day
+// over.
+const addSpentSQL = `daily_spent = CASE WHEN daily_spent_on = ` + todaySQL + ` THEN daily_spent + $4 ELSE $4 END,
+    daily_spent_on = ` + todaySQL
 
 type profile struct {
 	first, last, phone []byte // ciphertexts
@@ -1152,23 +1162,27 @@ func MaskPhone(phone string) string {
 type opKind int
 
 const (
-	opDebit   opKind = iota // available and total down, guarded: available >= amount
+	opDebit   opKind = iota // available and total down, guarded: available >= amount; counts as spent today
 	opAdjust                // available and total by a signed amount, unguarded (credits; system accounts)
-	opHold                  // available → pending, guarded
+	opHold                  // available → pending, guarded; counts as spent today
 	opCollect               // pending and total down, guarded: pending >= amount
-	opRelease               // pending → available, guarded: pending >= amount
+	opRelease               // pending → available, guarded: pending >= amount; no longer spent on its day
 )
 
 var opSQL = map[opKind]string{
-	opDebit: `UPDATE asset_balances SET available = available - $4, total = total - $4, last_updated = now()
+	opDebit: `UPDATE asset_balances SET available = available - $4, total = total - $4, last_updated = now(),
+    ` + addSpentSQL + `
 WHERE region = $1 AND user_id = $2 AND asset_symbol = $3 AND available >= $4 RETURNING total`,
 	opAdjust: `UPDATE asset_balances SET available = available + $4, total = total + $4, last_updated = now()
 WHERE region = $1 AND user_id = $2 AND asset_symbol = $3 RETURNING total`,
-	opHold: `UPDATE asset_balances SET available = available - $4, pending = pending + $4, last_updated = now()
+	opHold: `UPDATE asset_balances SET available = available - $4, pending = pending + $4, last_updated = now(),
+    ` + addSpentSQL + `
 WHERE region = $1 AND user_id = $2 AND asset_symbol = $3 AND available >= $4 RETURNING total`,
 	opCollect: `UPDATE asset_balances SET pending = pending - $4, total = total - $4, last_updated = now()
 WHERE region = $1 AND user_id = $2 AND asset_symbol = $3 AND pending >= $4 RETURNING total`,
-	opRelease: `UPDATE asset_balances SET pending = pending - $4, available = available + $4, last_updated = now()
+	// A released hold leaves the daily counter if the counter is still on the hold's day ($5).
+	opRelease: `UPDATE asset_balances SET pending = pending - $4, available = available + $4, last_updated = now(),
+    daily_spent = CASE WHEN daily_spent_on = $5::date THEN daily_spent - $4 ELSE daily_spent END
 WHERE region = $1 AND user_id = $2 AND asset_symbol = $3 AND pending >= $4 RETURNING total`,
 }
 
@@ -1177,6 +1191,7 @@ type balanceOp struct {
 	asset  string
 	kind   opKind
 	amount decimal.Decimal
+	heldOn time.Time // opRelease: the UTC day the hold was made (its transaction's created_at)
 }
 
 type ensureBalance struct {
@@ -1324,6 +1339,10 @@ func (db *DB) apply(ctx context.Context, tx pgx.Tx, m movement) (Transaction, er
 			fmt.Sprintf("%d seconds", int64(c.ttl/time.Second)))
 	}
 	for _, op := range ops {
+		if op.kind == opRelease {
+			b.Queue(opSQL[op.kind], op.party.Region, op.party.UserID, op.asset, op.amount, op.heldOn)
+			continue
+		}
 		b.Queue(opSQL[op.kind], op.party.Region, op.party.UserID, op.asset, op.amount)
 	}
 	for _, e := range m.entries {

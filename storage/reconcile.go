@@ -24,7 +24,9 @@ func (r ReconcileReport) OK() bool { return len(r.Differences) == 0 }
 // Reconcile proves the ledger (design.md, Money), in one serializable read-only transaction so
 // that every figure comes from the same snapshot while movements go on:
 //   - every balance: total = available + pending, total = the sum of its ledger entries,
-//     pending = the sum of its open cash-out holds, and no negative figure unless allowed;
+//     pending = the sum of its open cash-out holds, the daily limit's counter = the sum of the
+//     counted movements its owner sent on the counter's day, and no negative figure unless
+//     allowed;
 //   - every transaction: its entries sum to zero per asset;
 //   - every asset: the sum of all balances is zero (issuance mirrors the money outside).
 //
@@ -94,8 +96,11 @@ func reconcileBalances(ctx context.Context, tx pgx.Tx, region string, rep *Recon
 			asset                             string
 			total, avail, pending, led, holds decimal.Decimal
 			allowNegative                     bool
+			spent, spentTxs                   decimal.Decimal
+			spentOn                           *string
 		)
-		if err := rows.Scan(&user, &asset, &total, &avail, &pending, &allowNegative, &led, &holds); err != nil {
+		if err := rows.Scan(&user, &asset, &total, &avail, &pending, &allowNegative, &led, &holds,
+			&spent, &spentOn, &spentTxs); err != nil {
 			return err
 		}
 		rep.Balances++
@@ -110,6 +115,13 @@ func reconcileBalances(ctx context.Context, tx pgx.Tx, region string, rep *Recon
 		if !pending.Equal(holds) {
 			rep.Differences = append(rep.Differences, fmt.Sprintf("%s: pending %s != open cash-out holds %s", where, pending, holds))
 		}
+		if !spent.Equal(spentTxs) {
+			day := "no day"
+			if spentOn != nil {
+				day = *spentOn
+			}
+			rep.Differences = append(rep.Differences, fmt.Sprintf("%s: daily counter %s on %s != sum of that day's outgoing movements %s", where, spent, day, spentTxs))
+		}
 		if !allowNegative && (avail.Sign() < 0 || pending.Sign() < 0) {
 			rep.Differences = append(rep.Differences, fmt.Sprintf("%s: negative (available %s, pending %s)", where, avail, pending))
 		}
@@ -123,7 +135,14 @@ SELECT b.user_id, b.asset_symbol, b.total, b.available, b.pending, b.allow_negat
                  WHERE e.region = $1 AND e.user_id = b.user_id AND e.asset_symbol = b.asset_symbol), 0),
        COALESCE((SELECT sum(t.amount + t.fee) FROM transactions t
                  WHERE t.region = $1 AND t.sender_id = b.user_id AND t.asset_symbol = b.asset_symbol
-                   AND t.type = 'cash_out' AND t.status = 'pending'), 0)
+                   AND t.type = 'cash_out' AND t.status = 'pending'), 0),
+       b.daily_spent, b.daily_spent_on::text,
+       COALESCE((SELECT sum(t.amount + t.fee) FROM transactions t
+                 WHERE t.region = $1 AND t.sender_id = b.user_id AND t.asset_symbol = b.asset_symbol
+                   AND t.type IN ('transfer', 'payment', 'cash_out', 'exchange')
+                   AND t.status IN ('pending', 'processing', 'completed')
+                   AND t.created_at >= b.daily_spent_on::timestamp AT TIME ZONE 'UTC'
+                   AND t.created_at < (b.daily_spent_on + 1)::timestamp AT TIME ZONE 'UTC'), 0)
 FROM asset_balances b
 WHERE b.region = $1`
 

@@ -23,10 +23,11 @@ package storage
 //     flight, 1.4 transfers per batch queued on the row (hot/uniform 0.57). READ COMMITTED with
 //     locks has no retries, and 2 batches in flight make batches big (hot/uniform 0.74–0.97 over
 //     six same-run rounds on this shared machine, median about 0.9).
-//   - The daily limit's sum over today's outgoing transactions: a per-sender scan that grows
+//   - The daily limit's sum over today's outgoing transactions: a per-sender scan that grew
 //     with the sender's transfers of the day (about 25 % of uniform throughput in the benchmark,
-//     whose 256 users send about a hundred each). A per-day counter row would make it one read;
-//     that is a migration, proposed, not built.
+//     whose users send dozens each, and the long tail of the half-rate run, which reuses them).
+//     Now a counter on the sender's balance row (migrations/000014_daily_spent), read in the
+//     same row as the balance and written by the same UPDATE that moves it.
 //   - Go side: argon2id never runs on a cached correct PIN (absent from the timed profile);
 //     Ed25519 verification and JWT decoding (~10 % of a request) are skipped for a token already
 //     verified (server/tokens.go); pgx's driver.Valuer path for uuid.UUID and decimal.Decimal
@@ -62,10 +63,12 @@ package storage
 //     under READ COMMITTED) sees every earlier debit committed. The available balance read after
 //     the lock can only grow before our write (credits do not take the lock, and only add), so
 //     the pre-validation below is conservative; the CHECK stays the last line.
-//   - The daily limit (the sum of today's outgoing transactions) is read after the lock, for
-//     the same reason: two concurrent movements of one sender cannot both pass on a stale sum
-//     (the write skew SERIALIZABLE used to catch). Items of one sender in one batch are summed
-//     in the batch.
+//   - The daily limit (the counter of today's outgoing movements on the sender's balance row)
+//     is read after the lock, for the same reason: two concurrent movements of one sender cannot
+//     both pass on a stale counter (the write skew SERIALIZABLE used to catch). Only debits,
+//     which hold the lock, raise it; a released cash-out hold lowers it, which only makes the
+//     read conservative. Items of one sender in one batch are summed in the batch, and the
+//     batch adds their total to the counter in the sender's balance UPDATE.
 //   - Exactly-once per reference: the unique key (region, sender_id, reference) backs it, the
 //     lookup runs after the sender's lock (so a committed twin is seen and replayed), and two
 //     items with one key in one batch are never applied together (the second waits for the next
@@ -409,11 +412,7 @@ WHERE d.user_id = $1 LIMIT 1 FOR KEY SHARE OF u`
 // over the same user and user_auth rows). No row: no such user.
 const transferSenderSQL = `
 SELECT w.status, a.decimals, a.min_amount::text, a.max_amount::text, a.is_active,
-       COALESCE(s.daily_limit, a.max_amount),
-       (SELECT COALESCE(sum(t.amount + t.fee), 0) FROM transactions t
-         WHERE t.region = $1 AND t.sender_id = $2 AND t.asset_symbol = $3 AND t.created_at >= $4
-           AND t.type IN ('transfer', 'payment', 'cash_out', 'exchange')
-           AND t.status IN ('pending', 'processing', 'completed')),
+       COALESCE(s.daily_limit, a.max_amount), ` + spentTodaySQL + `,
        p.first_name_enc, p.last_name_enc, u.phone_enc,
        b.available,
        r.id IS NOT NULL, r.request_hash, r.recipient_id,
@@ -426,9 +425,9 @@ LEFT JOIN supported_assets a ON a.symbol = $3
 LEFT JOIN user_settings s ON s.region = $1 AND s.user_id = $2
 LEFT JOIN user_profiles p ON p.region = $1 AND p.user_id = $2
 LEFT JOIN asset_balances b ON b.region = $1 AND b.user_id = $2 AND b.asset_symbol = $3
-LEFT JOIN transactions r ON r.region = $1 AND r.sender_id = $2 AND r.reference = $5
+LEFT JOIN transactions r ON r.region = $1 AND r.sender_id = $2 AND r.reference = $4
 LEFT JOIN user_auth ua ON ua.region = $1 AND ua.user_id = $2
-LEFT JOIN user_sessions ss ON ss.region = $1 AND ss.id = $6 AND ss.user_id = $2
+LEFT JOIN user_sessions ss ON ss.region = $1 AND ss.id = $5 AND ss.user_id = $2
 WHERE u.region = $1 AND u.id = $2`
 
 // scanTransferSender reads transferSenderSQL's row into rd.
@@ -470,10 +469,15 @@ func scanTransferSender(row pgx.Row, rd *transferReads) error {
 // relocation committed); the batch is retried like a serialization failure.
 var errRecipientMoved = errors.New("recipient relocated during the transfer")
 
-// One UPDATE per balance row and batch, by the net delta; it must find its row.
+// One UPDATE per balance row and batch, by the net delta $4; it must find its row. $5 is what
+// the row's owner sent in the batch (amount + fee of each transfer), added to today's daily
+// counter (addSpentSQL); zero leaves the counter as it is.
 const applyDeltaSQL = `
 WITH u AS (
-    UPDATE asset_balances SET available = available + $4, total = total + $4, last_updated = now()
+    UPDATE asset_balances SET available = available + $4, total = total + $4, last_updated = now(),
+        daily_spent = CASE WHEN $5::numeric = 0 THEN daily_spent
+                           WHEN daily_spent_on = ` + todaySQL + ` THEN daily_spent + $5 ELSE $5 END,
+        daily_spent_on = CASE WHEN $5::numeric = 0 THEN daily_spent_on ELSE ` + todaySQL + ` END
     WHERE region = $1 AND user_id = $2 AND asset_symbol = $3
     RETURNING 1)
 SELECT 1 / count(*) FROM u`
@@ -573,14 +577,13 @@ func (db *DB) transferBatchAttempt(ctx context.Context, items []*transferItem) (
 	for _, s := range senders {
 		b.Queue(lockSenderSQL, s.Region, pgUUID(s.UserID))
 	}
-	day := startOfDay(time.Now())
 	for _, it := range items {
 		r, s := it.req, it.req.Sender
 		var session pgtype.UUID
 		if r.Auth != nil {
 			session = pgUUID(r.Auth.SessionID)
 		}
-		b.Queue(transferSenderSQL, s.Region, pgUUID(s.UserID), r.Asset, day, r.Reference, session)
+		b.Queue(transferSenderSQL, s.Region, pgUUID(s.UserID), r.Asset, r.Reference, session)
 		if r.Recipient.UserID != uuid.Nil {
 			b.Queue(recipientLockedByIDSQL, pgUUID(r.Recipient.UserID), r.Asset)
 		} else {
@@ -690,12 +693,19 @@ func (db *DB) transferBatchAttempt(ctx context.Context, items []*transferItem) (
 			entries = append(entries, entryRow{key: balKey{f.Region, f.UserID, r.Asset}, plan: pi, amount: p.fee, cpID: &sid})
 		}
 	}
-	// Net deltas, and each entry's suffix: what later entries add to its row.
+	// Net deltas, and each entry's suffix: what later entries add to its row; what each sender
+	// sent, for the daily counter.
 	net := map[balKey]decimal.Decimal{}
 	for i := len(entries) - 1; i >= 0; i-- {
 		e := &entries[i]
 		e.suffix = net[e.key]
 		net[e.key] = net[e.key].Add(e.amount)
+	}
+	sent := map[balKey]decimal.Decimal{}
+	for _, p := range plans {
+		r := items[p.idx].req
+		k := balKey{r.Sender.Region, r.Sender.UserID, r.Asset}
+		sent[k] = sent[k].Add(p.debit)
 	}
 	keys := make([]balKey, 0, len(net))
 	for k := range net {
@@ -703,7 +713,7 @@ func (db *DB) transferBatchAttempt(ctx context.Context, items []*transferItem) (
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i].less(keys[j]) })
 	for _, k := range keys {
-		b.Queue(applyDeltaSQL, k.region, pgUUID(k.user), k.asset, net[k].String())
+		b.Queue(applyDeltaSQL, k.region, pgUUID(k.user), k.asset, net[k].String(), sent[k].String())
 	}
 	for _, p := range plans {
 		s, r := items[p.idx].req.Sender, items[p.idx].req

@@ -1,0 +1,2 @@
+-- Nothing to undo: 000014's down drops the columns.
+SELECT 1;
