@@ -24,6 +24,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -43,7 +44,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg driver.Config
-	var jsonPath, reconcileDB string
+	var jsonPath, reconcileDB, cpuProfile string
 	var quiet bool
 	fs.StringVar(&cfg.BaseURL, "url", envOr("BASE_URL", "http://127.0.0.1:8080"), "the API (BASE_URL)")
 	fs.StringVar(&cfg.OpsKey, "ops-key", envOr("OPS_KEY", "dev-ops-key"), "the server's OPS_API_KEY, for cash-ins (OPS_KEY)")
@@ -61,6 +62,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&cfg.AllowRemote, "allow-remote", false, "allow a target that is not loopback (the driver creates users and moves money)")
 	fs.StringVar(&jsonPath, "json", "", "write the reports as a JSON array to this file (- for stdout, replacing the text)")
 	fs.BoolVar(&quiet, "q", false, "no progress bar")
+	fs.StringVar(&cpuProfile, "cpuprofile", "", "write the driver's own CPU profile, from the first load phase to the end, to this file")
 	fs.BoolVar(&cfg.Warmup, "warmup", false, "every payer sends one unmeasured transfer before the load (warms the server's PIN cache)")
 	fs.StringVar(&reconcileDB, "reconcile-db", "", "the API's DATABASE_URL: prove the whole ledger (7awel's reconcile) at teardown; a difference fails the run")
 	fs.Usage = func() {
@@ -88,6 +90,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		defer closeDB()
 		cfg.Reconcile = check
+	}
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, "loadtest:", err)
+			return 1
+		}
+		defer f.Close()
+		started := false
+		cfg.OnLoad = func() {
+			if !started {
+				started = pprof.StartCPUProfile(f) == nil
+			}
+		}
+		defer pprof.StopCPUProfile()
 	}
 	var reports []*driver.Report
 	failed := false

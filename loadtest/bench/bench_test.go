@@ -83,7 +83,8 @@ func TestRatiosComeFromOneRun(t *testing.T) {
 	half := report(1000, 0, 20000, 2, 8, 60)
 	half.TargetRate = 1000
 	r := &Results{Seconds: 20, Clients: 16,
-		Pgbench: []PgbenchResult{{Script: "transfer_random.sql", TPS: 4000, P99Ms: 10}, {Script: "transfer_hot.sql", TPS: 1400, P99Ms: 40}},
+		Pgbench: []PgbenchResult{{Script: "transfer_random.sql", TPS: 4000, P99Ms: 10}, {Script: "transfer_hot.sql", TPS: 1400, P99Ms: 40},
+			{Script: "transfer_random.sql", TPS: 2000, Rate: 2000, P50Ms: 2, P99Ms: 12}},
 		API: []APIRun{
 			{Kind: "uniform", Label: "uniform, closed loop", Report: report(3000, 30, 60000, 4, 12, 70)},
 			{Kind: "hot", Label: "hot, closed loop", Report: report(2700, 270, 54000, 5, 50, 90)},
@@ -100,6 +101,7 @@ func TestRatiosComeFromOneRun(t *testing.T) {
 		"server peak RSS, MiB":                                 {90, "met"},
 		"API hot p99 / pgbench hot p99":                        {1.25, "met"},
 		"pgbench hot TPS / pgbench random TPS":                 {0.35, ""},
+		"pgbench p99 / p50 at half its peak rate (random, -R)": {6, ""},
 	}
 	seen := 0
 	for _, x := range r.Ratios() {
@@ -121,7 +123,7 @@ func TestRatiosComeFromOneRun(t *testing.T) {
 	md := r.markdown()
 	for _, s := range []string{"| API hot TPS / API uniform TPS | **0.333** | 1000 / 3000 | ≥ 0.8 | NOT met |",
 		"| server peak RSS, MiB | **200.000**", "p99 / p50 at half the peak rate (uniform, open loop) | – | – | ≤ 5 | not measured |",
-		"| transfer_random.sql | 4000 |"} {
+		"| transfer_random.sql | 4000 |", "| transfer_random.sql at 2000/s (-R, latency from the scheduled start) | 2000 |"} {
 		if !strings.Contains(md, s) {
 			t.Errorf("markdown lacks %q:\n%s", s, md)
 		}

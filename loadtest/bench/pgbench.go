@@ -16,9 +16,13 @@ import (
 
 // PgbenchResult is one pgbench run of a transfer script.
 type PgbenchResult struct {
-	Script       string  `json:"script"`
-	Clients      int     `json:"clients"`
-	Seconds      int     `json:"seconds"`
+	Script  string `json:"script"`
+	Clients int    `json:"clients"`
+	Seconds int    `json:"seconds"`
+	// Rate, when positive, is the arrival rate pgbench was held to (-R): its latencies then
+	// count from each transaction's scheduled start, schedule lag included, like the driver's
+	// open loop.
+	Rate         float64 `json:"rate_per_s,omitempty"`
 	TPS          float64 `json:"tps"`
 	Transactions int64   `json:"transactions"`
 	Failed       int64   `json:"failed"`
@@ -115,13 +119,18 @@ func pgbench(ctx context.Context, args ...string) (string, error) {
 
 var pgbenchPath = "/usr/bin/pgbench"
 
-// runPgbench initialises nothing: it runs one script against an initialised database.
-func runPgbench(ctx context.Context, url, script string, clients, seconds int, logDir string) (PgbenchResult, error) {
+// runPgbench initialises nothing: it runs one script against an initialised database, as fast
+// as it can, or at rate transactions per second when rate > 0.
+func runPgbench(ctx context.Context, url, script string, clients, seconds int, rate float64, logDir string) (PgbenchResult, error) {
 	prefix := filepath.Join(logDir, strings.TrimSuffix(filepath.Base(script), ".sql"))
 	threads := min(clients, 2)
-	out, err := pgbench(ctx, "-n", "-M", "simple", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(threads),
-		"-T", strconv.Itoa(seconds), "-D", "naccounts=10000", "--max-tries=10",
-		"-l", "--log-prefix="+prefix, "-f", script, url)
+	args := []string{"-n", "-M", "simple", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(threads),
+		"-T", strconv.Itoa(seconds), "-D", "naccounts=10000", "--max-tries=10"}
+	if rate > 0 {
+		prefix += "_rate"
+		args = append(args, "-R", strconv.FormatFloat(rate, 'f', 0, 64))
+	}
+	out, err := pgbench(ctx, append(args, "-l", "--log-prefix="+prefix, "-f", script, url)...)
 	if err != nil {
 		return PgbenchResult{}, err
 	}
@@ -137,7 +146,7 @@ func runPgbench(ctx context.Context, url, script string, clients, seconds int, l
 	if len(lat) == 0 {
 		return r, fmt.Errorf("pgbench wrote no transaction log under %s", prefix)
 	}
-	r.Script, r.Clients, r.Seconds = filepath.Base(script), clients, seconds
+	r.Script, r.Clients, r.Seconds, r.Rate = filepath.Base(script), clients, seconds, rate
 	r.P50Ms, r.P99Ms, r.MaxMs = percentileUs(lat, 50), percentileUs(lat, 99), float64(lat[len(lat)-1])/1000
 	return r, nil
 }

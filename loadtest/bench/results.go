@@ -79,10 +79,15 @@ type Ratio struct {
 	Met    *bool
 }
 
-func (r *Results) pg(script string) *PgbenchResult {
+// pg is the unthrottled run of script; pgRate its run held to a rate.
+func (r *Results) pg(script string) *PgbenchResult { return r.pgRun(script, false) }
+
+func (r *Results) pgRate(script string) *PgbenchResult { return r.pgRun(script, true) }
+
+func (r *Results) pgRun(script string, rated bool) *PgbenchResult {
 	for i := range r.Pgbench {
-		if r.Pgbench[i].Script == script {
-			return &r.Pgbench[i]
+		if x := &r.Pgbench[i]; x.Script == script && (x.Rate > 0) == rated {
+			return x
 		}
 	}
 	return nil
@@ -142,6 +147,13 @@ func (r *Results) Ratios() []Ratio {
 		}
 		l := half.Report.Latency["transfer"]
 		return l.P99 / l.P50, fmt.Sprintf("%.2f ms / %.2f ms at %.0f/s", l.P99, l.P50, half.Report.TargetRate), true
+	})
+	add("pgbench p99 / p50 at half its peak rate (random, -R)", "(reference: the machine's own tail)", nil, func() (float64, string, bool) {
+		x := r.pgRate("transfer_random.sql")
+		if x == nil || x.P50Ms == 0 {
+			return 0, "", false
+		}
+		return x.P99Ms / x.P50Ms, fmt.Sprintf("%.2f ms / %.2f ms at %.0f/s", x.P99Ms, x.P50Ms, x.Rate), true
 	})
 	add("p99 / p50, uniform closed loop (saturated)", "(information)", nil, func() (float64, string, bool) {
 		if uni == nil || uni.Report.Latency["transfer"].P50 == 0 {
@@ -238,7 +250,11 @@ func (r *Results) markdown() string {
 	p("\n## pgbench (SQL baseline: `loadtest/bench/transfer_*.sql`, `-M simple`, 10,000 accounts, `--max-tries=10`)\n\n")
 	p("| script | TPS | transactions | failed | retries | avg ms | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, x := range r.Pgbench {
-		p("| %s | %.0f | %d | %d | %d | %.2f | %.2f | %.2f | %.2f |\n", x.Script, x.TPS, x.Transactions, x.Failed, x.Retries, x.LatencyAvgMs, x.P50Ms, x.P99Ms, x.MaxMs)
+		script := x.Script
+		if x.Rate > 0 {
+			script = fmt.Sprintf("%s at %.0f/s (-R, latency from the scheduled start)", x.Script, x.Rate)
+		}
+		p("| %s | %.0f | %d | %d | %d | %.2f | %.2f | %.2f | %.2f |\n", script, x.TPS, x.Transactions, x.Failed, x.Retries, x.LatencyAvgMs, x.P50Ms, x.P99Ms, x.MaxMs)
 	}
 	p("\n## API (the Go driver, `loadtest/driver`, scenarios of `loadtest/scenarios`)\n\n")
 	p("| run | TPS | committed | errors | retries/transfer | p50 ms | p90 ms | p99 ms | max ms | dropped | peak RSS MiB | machine busy | server CPU ms/transfer | driver CPU ms/transfer | money |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
