@@ -52,9 +52,10 @@ func TestRelocationPlanCoversEveryRegionalTable(t *testing.T) {
 
 func slicesClone(s []string) []string { return append([]string(nil), s...) }
 
-// TestRelocateUserUnderConcurrentTransfers: transfers into a user race its relocation; every
-// one that succeeded is in the balance afterwards, every row of the user is in the target, and
-// the books reconcile. The refusals and the no-op are checked too.
+// TestRelocateUserUnderConcurrentTransfers: transfers and cash-ins (by phone, READ COMMITTED
+// on PostgreSQL) into a user race its relocation; every one that succeeded is in the balance
+// afterwards, every row of the user is in the target, and the books reconcile. The refusals and
+// the no-op are checked too.
 func TestRelocateUserUnderConcurrentTransfers(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -67,10 +68,28 @@ func TestRelocateUserUnderConcurrentTransfers(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var sent atomic.Int64 // in whole AED
+	var sent, cashed atomic.Int64 // in whole AED
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
-	wg.Add(1)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_, err := db.CashIn(ctx, CashInRequest{Recipient: Recipient{Phone: a.Phone}, Asset: "AED", Amount: dec("1"), Reference: newRef()})
+			if err != nil && !errors.Is(err, ErrBusy) {
+				t.Errorf("cash-in during relocation: %v", err)
+				return
+			}
+			if err == nil {
+				cashed.Add(1)
+			}
+		}
+	}()
 	go func() {
 		defer wg.Done()
 		for {
@@ -102,14 +121,14 @@ func TestRelocateUserUnderConcurrentTransfers(t *testing.T) {
 	waitSent(sent.Load() + 3)
 	close(stop)
 	wg.Wait()
-	if sent.Load() < 6 {
-		t.Fatalf("only %d transfers went through", sent.Load())
+	if sent.Load() < 6 || cashed.Load() < 1 {
+		t.Fatalf("only %d transfers and %d cash-ins went through", sent.Load(), cashed.Load())
 	}
 	if err != nil || from != "me-central1" {
 		t.Fatalf("relocate: from %q, %v", from, err)
 	}
 	moved := Party{UserID: a.UserID, Region: "us-east1"}
-	total := dec("100").Add(dec("1").Mul(decimal.NewFromInt(sent.Load())))
+	total := dec("100").Add(dec("1").Mul(decimal.NewFromInt(sent.Load() + cashed.Load())))
 	wantBalance(t, db, moved, "AED", total.String(), total.Sub(dec("10")).String(), "10")
 	if _, err := db.GetWallet(ctx, a.UserID, "me-central1"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("wallet still readable in the old region: %v", err)
