@@ -42,10 +42,11 @@ func (s *Server) routes() *mux.Router {
 	r.Handle("/wallet/balances", s.handle(s.authed(m.balances))).Methods(http.MethodGet)
 	r.Handle("/exchange-rates", s.handle(s.authed(m.exchangeRates))).Methods(http.MethodGet)
 	r.Handle("/transactions", s.handle(s.authed(m.listTransactions))).Methods(http.MethodGet)
-	// send checks the session inside the transfer's own transaction (authedMovement).
+	// The movements check the session and the PIN inside their own transaction (authedMovement,
+	// storage.MovementAuth).
 	r.Handle("/transactions/send", s.handle(s.authedMovement(s.countMovement(movementTransfer, m.send)))).Methods(http.MethodPost)
-	r.Handle("/transactions/cashout", s.handle(s.authedLive(s.countMovement(movementCashOut, m.cashOut)))).Methods(http.MethodPost)
-	r.Handle("/transactions/exchange", s.handle(s.authedLive(s.countMovement(movementExchange, m.exchange)))).Methods(http.MethodPost)
+	r.Handle("/transactions/cashout", s.handle(s.authedMovement(s.countMovement(movementCashOut, m.cashOut)))).Methods(http.MethodPost)
+	r.Handle("/transactions/exchange", s.handle(s.authedMovement(s.countMovement(movementExchange, m.exchange)))).Methods(http.MethodPost)
 	r.Handle("/transactions/{id}", s.handle(s.authed(m.getTransaction))).Methods(http.MethodGet)
 	r.Handle("/ops/cash-in", s.handle(s.opsOnly(s.countMovement(movementCashIn, m.cashIn)))).Methods(http.MethodPost)
 	r.Handle("/ops/cash-outs/{id}/collect", s.handle(s.opsOnly(s.countMovement(movementCashOutCollect, m.settleCashOut(true))))).Methods(http.MethodPost)

@@ -154,15 +154,6 @@ func recipientFrom(phoneField, phone, idField, id string) (storage.Recipient, er
 	return storage.Recipient{Phone: e164}, nil
 }
 
-// verifyPIN checks the caller's PIN in its own transaction, before the movement's: a wrong PIN
-// must be counted even though the movement is then refused.
-func (m *moneyAPI) verifyPIN(r *http.Request, p Principal, pin string) error {
-	if !validPINFormat(pin) {
-		return &Error{Status: http.StatusUnauthorized, Code: "invalid_pin", Detail: "The PIN is wrong."}
-	}
-	return m.s.db.VerifyPIN(r.Context(), p.UserID, p.Region, pin)
-}
-
 // issuedAtKey carries the access token's issue time from authedMovement to the handler.
 type issuedAtKey struct{}
 
@@ -183,10 +174,22 @@ func (s *Server) authedMovement(fn handlerFunc) handlerFunc {
 	}
 }
 
-func (m *moneyAPI) send(w http.ResponseWriter, r *http.Request) error {
-	p, _ := principalFrom(r.Context())
+// movementAuth is what a movement behind authedMovement checks with itself: the session of the
+// access token and the PIN (a malformed PIN is refused here, uncounted, as VerifyPIN would).
+func movementAuth(r *http.Request, p Principal, pin string) (*storage.MovementAuth, error) {
 	iat, ok := r.Context().Value(issuedAtKey{}).(time.Time)
 	if !ok {
+		return nil, errors.New("movement: route is not behind authedMovement")
+	}
+	if !validPINFormat(pin) {
+		return nil, &Error{Status: http.StatusUnauthorized, Code: "invalid_pin", Detail: "The PIN is wrong."}
+	}
+	return &storage.MovementAuth{SessionID: p.SessionID, IssuedAt: iat, PIN: pin}, nil
+}
+
+func (m *moneyAPI) send(w http.ResponseWriter, r *http.Request) error {
+	p, _ := principalFrom(r.Context())
+	if _, ok := r.Context().Value(issuedAtKey{}).(time.Time); !ok {
 		return errors.New("send: route is not behind authedMovement")
 	}
 	var req sendRequest
@@ -210,15 +213,16 @@ func (m *moneyAPI) send(w http.ResponseWriter, r *http.Request) error {
 	if rcpt.UserID == p.UserID {
 		return Errorf(http.StatusUnprocessableEntity, "invalid_recipient", "You cannot send money to yourself.")
 	}
-	if !validPINFormat(req.PIN) {
-		return &Error{Status: http.StatusUnauthorized, Code: "invalid_pin", Detail: "The PIN is wrong."}
-	}
 	// The session and the PIN are checked by the transfer itself, in its first round trip; a
 	// PIN the cache cannot decide takes VerifyPIN's counted slow path first.
+	auth, err := movementAuth(r, p, req.PIN)
+	if err != nil {
+		return err
+	}
 	res, err := m.s.db.Transfer(r.Context(), storage.TransferRequest{
 		Sender: storage.Party{UserID: p.UserID, Region: p.Region}, Recipient: rcpt,
 		Asset: asset.Symbol, Amount: amount, Reference: req.Reference, Note: req.Note, Fees: m.fees,
-		Auth: &storage.MovementAuth{SessionID: p.SessionID, IssuedAt: iat, PIN: req.PIN},
+		Auth: auth,
 	})
 	if err != nil {
 		return err
@@ -251,12 +255,13 @@ func (m *moneyAPI) cashOut(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := m.verifyPIN(r, p, req.PIN); err != nil {
+	auth, err := movementAuth(r, p, req.PIN)
+	if err != nil {
 		return err
 	}
 	res, err := m.s.db.CashOut(r.Context(), storage.CashOutRequest{
 		Sender: storage.Party{UserID: p.UserID, Region: p.Region}, Asset: asset.Symbol, Amount: amount,
-		Method: req.Method, Provider: req.Provider, Reference: req.Reference, Fees: m.fees,
+		Method: req.Method, Provider: req.Provider, Reference: req.Reference, Fees: m.fees, Auth: auth,
 	})
 	if err != nil {
 		return err
@@ -310,12 +315,13 @@ func (m *moneyAPI) exchange(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("%w: no rate for %s/%s", storage.ErrAssetUnavailable, from.Symbol, to.Symbol)
 	}
-	if err := m.verifyPIN(r, p, req.PIN); err != nil {
+	auth, err := movementAuth(r, p, req.PIN)
+	if err != nil {
 		return err
 	}
 	res, err := m.s.db.Exchange(r.Context(), storage.ExchangeRequest{
 		User: storage.Party{UserID: p.UserID, Region: p.Region}, From: from.Symbol, To: to.Symbol,
-		Amount: amount, Rate: rate, AsOf: rates.AsOf, Reference: req.Reference, Fees: m.fees,
+		Amount: amount, Rate: rate, AsOf: rates.AsOf, Reference: req.Reference, Fees: m.fees, Auth: auth,
 	})
 	if err != nil {
 		return err

@@ -7,22 +7,45 @@ import (
 	"github.com/google/uuid"
 )
 
-// TestSendChecksSessionAndPINInTransfer: POST /transactions/send checks the session and the PIN
-// inside the transfer (authedMovement + storage.MovementAuth), with the answers authedLive and
-// VerifyPIN give: a wrong PIN is counted and refused, the next right one clears the count, five
-// wrong ones lock the PIN against the right one too, and a session ended by logout or by a PIN
-// change elsewhere cannot send even with a token that has not expired. Nothing refused moves money.
-func TestSendChecksSessionAndPINInTransfer(t *testing.T) {
+// TestMovementsCheckSessionAndPINInTransaction: POST /transactions/send, /cashout and
+// /exchange check the session and the PIN inside the movement (authedMovement +
+// storage.MovementAuth), with the answers authedLive and VerifyPIN give: a wrong PIN is counted
+// and refused, the next right one clears the count, five wrong ones lock the PIN against the
+// right one too, and a session ended by logout or by a PIN change elsewhere cannot move money
+// even with a token that has not expired. Nothing refused moves money.
+func TestMovementsCheckSessionAndPINInTransaction(t *testing.T) {
 	t.Parallel()
 	env := newTestEnv(t)
+	// Each movement takes 1 AED out of the caller's available balance.
+	bodies := map[string]func(recipient string) map[string]string{
+		"/transactions/send": func(recipient string) map[string]string {
+			return map[string]string{"recipient_id": recipient, "amount": "1", "asset": "AED"}
+		},
+		"/transactions/cashout": func(string) map[string]string {
+			return map[string]string{"amount": "1", "asset": "AED", "method": "agent"}
+		},
+		"/transactions/exchange": func(string) map[string]string {
+			return map[string]string{"from_asset": "AED", "to_asset": "USD", "amount": "1"}
+		},
+	}
+	for path, body := range bodies {
+		t.Run(path, func(t *testing.T) {
+			t.Parallel()
+			testMovementAuth(t, env, path, body)
+		})
+	}
+}
+
+func testMovementAuth(t *testing.T, env *testEnv, path string, body func(recipient string) map[string]string) {
 	phoneA := randomPhone(t, "AE")
 	userA, accessA := signUpUser(t, env, phoneA)
 	userB, _ := signUpUser(t, env, randomPhone(t, "AE"))
 	cashIn(t, env, userA, "AED", "100")
 
 	send := func(token, pin string) *response {
-		return env.do("POST", "/transactions/send", map[string]string{"recipient_id": userB, "amount": "1",
-			"asset": "AED", "reference": uuid.NewString(), "pin": pin}, bearer(token)...)
+		b := body(userB)
+		b["reference"], b["pin"] = uuid.NewString(), pin
+		return env.do("POST", path, b, bearer(token)...)
 	}
 	if r := send(accessA, testPIN); r.Status != http.StatusCreated {
 		t.Fatalf("send: %d %s", r.Status, r.Body)

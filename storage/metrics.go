@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"errors"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -53,6 +54,9 @@ func newMetrics(reg prometheus.Registerer, pool *pgxpool.Pool) *metrics {
 }
 
 func (m *metrics) observeTx(op string, err error) {
+	if errors.Is(err, errPINSlowPath) {
+		return // not an outcome: the movement runs again after VerifyPIN
+	}
 	if err == nil {
 		m.txs.WithLabelValues(op, "committed").Inc()
 		return

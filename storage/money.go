@@ -228,6 +228,8 @@ type CashOutRequest struct {
 	Fees      FeeSchedule
 	// TTL is how long the pickup code is valid (default 24 hours).
 	TTL time.Duration
+	// Auth, from the API, is checked with the movement (authorized); nil checks nothing.
+	Auth *MovementAuth
 }
 
 // ExchangeRequest converts Amount of From into To at Rate (1 From = Rate To), quoted at AsOf
@@ -240,6 +242,8 @@ type ExchangeRequest struct {
 	AsOf      time.Time
 	Reference string
 	Fees      FeeSchedule
+	// Auth, from the API, is checked with the movement (authorized); nil checks nothing.
+	Auth *MovementAuth
 }
 
 // CashInRequest funds a wallet from outside (an operator). The initiator is the recipient's
@@ -442,46 +446,54 @@ func (db *DB) CashOut(ctx context.Context, req CashOutRequest) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	return db.idempotent(ctx, func() (Result, error) {
-		var res Result
-		err := db.inTx(ctx, "cash_out", db.debitIsolation(), func(tx pgx.Tx) error {
-			s := req.Sender
-			b := &pgx.Batch{}
-			db.queueSenderReads(b, s, req.Reference, req.Asset)
-			br := tx.SendBatch(ctx, b)
-			existing, sender, err := scanSenderReads(br)
-			if cerr := br.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return fmt.Errorf("sender %s: %w", s.UserID, err)
-			}
-			hash := requestHash(TypeCashOut, req.Asset, req.Amount.String(), req.Method, req.Provider)
-			if existing.found {
-				res, err = db.replay(ctx, tx, s, req.Reference, existing.hash, hash)
-				return err
-			}
-			if err := sender.check(req.Asset, req.Amount); err != nil {
-				return err
-			}
-			fee := req.Fees.Fee(TypeCashOut, req.Asset, req.Amount, sender.decimals)
-			hold := req.Amount.Add(fee)
-			if err := sender.checkLimit(hold); err != nil {
-				return err
-			}
-			res.Transaction, err = db.apply(ctx, tx, movement{
-				ref:    txRef{s.Region, s.UserID, req.Reference},
-				viewer: s,
-				insert: &txInsert{hash: hash, typ: TypeCashOut, status: StatusPending,
-					amount: req.Amount, asset: req.Asset, fee: fee},
-				cashOut:  &cashOutInsert{method: req.Method, provider: req.Provider, codeEnc: codeEnc, ttl: ttl},
-				ops:      []balanceOp{{party: s, asset: req.Asset, kind: opHold, amount: hold}},
-				activity: []activity{{party: s, action: "cash_out_requested"}},
-			})
-			return err
-		})
-		return res, err
+	return db.authorized(ctx, req.Sender, req.Auth, func(auth *MovementAuth) (Result, error) {
+		return db.idempotent(ctx, func() (Result, error) { return db.cashOutOnce(ctx, req, auth, codeEnc, ttl) })
 	})
+}
+
+func (db *DB) cashOutOnce(ctx context.Context, req CashOutRequest, auth *MovementAuth, codeEnc []byte, ttl time.Duration) (Result, error) {
+	var res Result
+	err := db.inTx(ctx, "cash_out", db.debitIsolation(), func(tx pgx.Tx) error {
+		s := req.Sender
+		b := &pgx.Batch{}
+		db.queueSenderReads(b, s, req.Reference, req.Asset, auth)
+		br := tx.SendBatch(ctx, b)
+		rd, err := db.scanSenderReads(br, s, auth)
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("sender %s: %w", s.UserID, err)
+		}
+		if err := db.touchSession(ctx, tx, s, auth, rd.touch); err != nil {
+			return err
+		}
+		existing, sender := rd.existing, rd.sender
+		hash := requestHash(TypeCashOut, req.Asset, req.Amount.String(), req.Method, req.Provider)
+		if existing.found {
+			res, err = db.replay(ctx, tx, s, req.Reference, existing.hash, hash)
+			return err
+		}
+		if err := sender.check(req.Asset, req.Amount); err != nil {
+			return err
+		}
+		fee := req.Fees.Fee(TypeCashOut, req.Asset, req.Amount, sender.decimals)
+		hold := req.Amount.Add(fee)
+		if err := sender.checkLimit(hold); err != nil {
+			return err
+		}
+		res.Transaction, err = db.apply(ctx, tx, movement{
+			ref:    txRef{s.Region, s.UserID, req.Reference},
+			viewer: s,
+			insert: &txInsert{hash: hash, typ: TypeCashOut, status: StatusPending,
+				amount: req.Amount, asset: req.Asset, fee: fee},
+			cashOut:  &cashOutInsert{method: req.Method, provider: req.Provider, codeEnc: codeEnc, ttl: ttl},
+			ops:      []balanceOp{{party: s, asset: req.Asset, kind: opHold, amount: hold}},
+			activity: []activity{{party: s, action: "cash_out_requested"}},
+		})
+		return err
+	})
+	return res, err
 }
 
 // Exchange converts between two assets of the caller's wallet at req.Rate, against the
@@ -496,85 +508,93 @@ func (db *DB) Exchange(ctx context.Context, req ExchangeRequest) (Result, error)
 	if req.Rate.Sign() <= 0 {
 		return Result{}, fmt.Errorf("%w: no rate for %s/%s", ErrAssetUnavailable, req.From, req.To)
 	}
-	return db.idempotent(ctx, func() (Result, error) {
-		var res Result
-		err := db.inTx(ctx, "exchange", db.debitIsolation(), func(tx pgx.Tx) error {
-			u := req.User
-			b := &pgx.Batch{}
-			db.queueSenderReads(b, u, req.Reference, req.From)
-			b.Queue(targetAssetSQL, u.Region, u.UserID, req.To)
-			br := tx.SendBatch(ctx, b)
-			existing, sender, err := scanSenderReads(br)
-			if err != nil {
-				br.Close()
-				return fmt.Errorf("user %s: %w", u.UserID, err)
-			}
-			var toDecimals int
-			var toActive, toHasBalance bool
-			err = br.QueryRow().Scan(&toDecimals, &toActive, &toHasBalance)
-			if cerr := br.Close(); err == nil {
-				err = cerr
-			}
-			if errors.Is(err, pgx.ErrNoRows) {
-				return fmt.Errorf("%w: %s", ErrAssetUnavailable, req.To)
-			}
-			if err != nil {
-				return err
-			}
-			hash := requestHash(TypeExchange, req.From, req.Amount.String(), req.To)
-			if existing.found {
-				res, err = db.replay(ctx, tx, u, req.Reference, existing.hash, hash)
-				return err
-			}
-			if !toActive {
-				return fmt.Errorf("%w: %s", ErrAssetUnavailable, req.To)
-			}
-			if err := sender.check(req.From, req.Amount); err != nil {
-				return err
-			}
-			fee := req.Fees.Fee(TypeExchange, req.From, req.Amount, sender.decimals)
-			debit := req.Amount.Add(fee)
-			if err := sender.checkLimit(debit); err != nil {
-				return err
-			}
-			toAmount := req.Amount.Mul(req.Rate).RoundFloor(int32(toDecimals))
-			if toAmount.Sign() <= 0 {
-				return fmt.Errorf("%w: the amount buys nothing at this rate", ErrInvalidAmount)
-			}
-			iss := Party{SystemUserID(u.Region, SystemIssuance), u.Region}
-			asOf := req.AsOf
-			m := movement{
-				ref:    txRef{u.Region, u.UserID, req.Reference},
-				viewer: u,
-				insert: &txInsert{hash: hash, typ: TypeExchange, status: StatusCompleted, amount: req.Amount,
-					asset: req.From, fee: fee, toAsset: req.To, toAmount: &toAmount, rate: &req.Rate, rateAsOf: &asOf},
-				ops: []balanceOp{
-					{party: u, asset: req.From, kind: opDebit, amount: debit},
-					{party: u, asset: req.To, kind: opAdjust, amount: toAmount},
-					{party: iss, asset: req.From, kind: opAdjust, amount: req.Amount},
-					{party: iss, asset: req.To, kind: opAdjust, amount: toAmount.Neg()},
-				},
-				entries: []entry{
-					{party: u, asset: req.From, amount: debit.Neg()},
-					{party: u, asset: req.To, amount: toAmount},
-					{party: iss, asset: req.From, amount: req.Amount, cpID: &u.UserID},
-					{party: iss, asset: req.To, amount: toAmount.Neg(), cpID: &u.UserID},
-				},
-				activity: []activity{{party: u, action: "exchange"}},
-			}
-			if !toHasBalance {
-				m.ensure = append(m.ensure, ensureBalance{party: u, asset: req.To})
-			}
-			if fee.Sign() > 0 {
-				fees := Party{SystemUserID(u.Region, SystemFees), u.Region}
-				m.ops = append(m.ops, balanceOp{party: fees, asset: req.From, kind: opAdjust, amount: fee})
-				m.entries = append(m.entries, entry{party: fees, asset: req.From, amount: fee, cpID: &u.UserID})
-			}
-			res.Transaction, err = db.apply(ctx, tx, m)
-			return err
-		})
-		return res, err
+	return db.authorized(ctx, req.User, req.Auth, func(auth *MovementAuth) (Result, error) {
+		return db.idempotent(ctx, func() (Result, error) { return db.exchangeOnce(ctx, req, auth) })
 	})
+}
+
+func (db *DB) exchangeOnce(ctx context.Context, req ExchangeRequest, auth *MovementAuth) (Result, error) {
+	var res Result
+	err := db.inTx(ctx, "exchange", db.debitIsolation(), func(tx pgx.Tx) error {
+		u := req.User
+		b := &pgx.Batch{}
+		db.queueSenderReads(b, u, req.Reference, req.From, auth)
+		b.Queue(targetAssetSQL, u.Region, u.UserID, req.To)
+		br := tx.SendBatch(ctx, b)
+		rd, err := db.scanSenderReads(br, u, auth)
+		if err != nil {
+			br.Close()
+			return fmt.Errorf("user %s: %w", u.UserID, err)
+		}
+		existing, sender := rd.existing, rd.sender
+		var toDecimals int
+		var toActive, toHasBalance bool
+		err = br.QueryRow().Scan(&toDecimals, &toActive, &toHasBalance)
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("%w: %s", ErrAssetUnavailable, req.To)
+		}
+		if err != nil {
+			return err
+		}
+		if err := db.touchSession(ctx, tx, u, auth, rd.touch); err != nil {
+			return err
+		}
+		hash := requestHash(TypeExchange, req.From, req.Amount.String(), req.To)
+		if existing.found {
+			res, err = db.replay(ctx, tx, u, req.Reference, existing.hash, hash)
+			return err
+		}
+		if !toActive {
+			return fmt.Errorf("%w: %s", ErrAssetUnavailable, req.To)
+		}
+		if err := sender.check(req.From, req.Amount); err != nil {
+			return err
+		}
+		fee := req.Fees.Fee(TypeExchange, req.From, req.Amount, sender.decimals)
+		debit := req.Amount.Add(fee)
+		if err := sender.checkLimit(debit); err != nil {
+			return err
+		}
+		toAmount := req.Amount.Mul(req.Rate).RoundFloor(int32(toDecimals))
+		if toAmount.Sign() <= 0 {
+			return fmt.Errorf("%w: the amount buys nothing at this rate", ErrInvalidAmount)
+		}
+		iss := Party{SystemUserID(u.Region, SystemIssuance), u.Region}
+		asOf := req.AsOf
+		m := movement{
+			ref:    txRef{u.Region, u.UserID, req.Reference},
+			viewer: u,
+			insert: &txInsert{hash: hash, typ: TypeExchange, status: StatusCompleted, amount: req.Amount,
+				asset: req.From, fee: fee, toAsset: req.To, toAmount: &toAmount, rate: &req.Rate, rateAsOf: &asOf},
+			ops: []balanceOp{
+				{party: u, asset: req.From, kind: opDebit, amount: debit},
+				{party: u, asset: req.To, kind: opAdjust, amount: toAmount},
+				{party: iss, asset: req.From, kind: opAdjust, amount: req.Amount},
+				{party: iss, asset: req.To, kind: opAdjust, amount: toAmount.Neg()},
+			},
+			entries: []entry{
+				{party: u, asset: req.From, amount: debit.Neg()},
+				{party: u, asset: req.To, amount: toAmount},
+				{party: iss, asset: req.From, amount: req.Amount, cpID: &u.UserID},
+				{party: iss, asset: req.To, amount: toAmount.Neg(), cpID: &u.UserID},
+			},
+			activity: []activity{{party: u, action: "exchange"}},
+		}
+		if !toHasBalance {
+			m.ensure = append(m.ensure, ensureBalance{party: u, asset: req.To})
+		}
+		if fee.Sign() > 0 {
+			fees := Party{SystemUserID(u.Region, SystemFees), u.Region}
+			m.ops = append(m.ops, balanceOp{party: fees, asset: req.From, kind: opAdjust, amount: fee})
+			m.entries = append(m.entries, entry{party: fees, asset: req.From, amount: fee, cpID: &u.UserID})
+		}
+		res.Transaction, err = db.apply(ctx, tx, m)
+		return err
+	})
+	return res, err
 }
 
 // CashIn credits a wallet from the issuance account of the recipient's home region (money
@@ -948,24 +968,129 @@ type refState struct {
 }
 
 // queueSenderReads queues what every debiting movement reads first: the sender's wallet lock
-// (first of all, see transfers.go), the reference lookup and the sender's state in asset.
-func (db *DB) queueSenderReads(b *pgx.Batch, s Party, reference, asset string) {
+// (first of all, see transfers.go), the reference lookup, the sender's state in asset, and,
+// given a MovementAuth (PostgreSQL, see authorized), the session and PIN rows it checks.
+func (db *DB) queueSenderReads(b *pgx.Batch, s Party, reference, asset string, auth *MovementAuth) {
 	b.Queue(db.lockSender(), s.Region, s.UserID)
 	b.Queue(findReferenceSQL, s.Region, s.UserID, reference)
 	b.Queue(senderStateSQL, s.Region, s.UserID, asset)
+	if auth != nil {
+		b.Queue(movementAuthSQL, s.Region, pgUUID(s.UserID), pgUUID(auth.SessionID))
+	}
 }
 
-// scanSenderReads reads the results of queueSenderReads, in order. The caller closes br.
-func scanSenderReads(br pgx.BatchResults) (refState, senderState, error) {
+// senderReads is what queueSenderReads read.
+type senderReads struct {
+	existing refState
+	sender   senderState
+	// touch: the session's last_activity is over a minute old; the movement refreshes it.
+	touch bool
+}
+
+// scanSenderReads reads the results of queueSenderReads, in order, and applies the
+// MovementAuth it was given: its refusal comes first, before the sender's own errors. The
+// caller closes br.
+func (db *DB) scanSenderReads(br pgx.BatchResults, s Party, auth *MovementAuth) (senderReads, error) {
+	var rd senderReads
 	if _, err := br.Exec(); err != nil {
-		return refState{}, senderState{}, err
+		return rd, err
 	}
-	existing, err := scanReference(br.QueryRow())
-	if err != nil {
-		return refState{}, senderState{}, err
+	var err error
+	if rd.existing, err = scanReference(br.QueryRow()); err != nil {
+		return rd, err
 	}
-	sender, err := scanSenderState(br.QueryRow())
-	return existing, sender, err
+	rd.sender, err = scanSenderState(br.QueryRow())
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return rd, err
+	}
+	if auth != nil {
+		ss, pin, aerr := scanMovementAuth(br.QueryRow())
+		if aerr != nil {
+			return rd, aerr
+		}
+		if aerr := db.checkMovementAuth(s, auth, ss, pin); aerr != nil {
+			return rd, aerr
+		}
+		rd.touch = ss.stale
+	}
+	return rd, err
+}
+
+// movementAuthSQL reads the session and PIN rows a MovementAuth is checked against, the columns
+// transferSenderSQL reads for the same purpose: no row when there is no such user.
+const movementAuthSQL = `
+SELECT ss.id IS NOT NULL, COALESCE(ss.is_active AND ss.revoked_at IS NULL AND ss.expires_at > now(), false),
+       u.status, ua.tokens_not_before, COALESCE(ss.last_activity < now() - INTERVAL '1 minute', false),
+       ua.pin_hash, COALESCE(ua.pin_attempts, 0), ua.pin_locked_until, ua.pin_locked_until > now()
+FROM users u
+LEFT JOIN user_auth ua ON ua.region = $1 AND ua.user_id = $2
+LEFT JOIN user_sessions ss ON ss.region = $1 AND ss.id = $3 AND ss.user_id = $2
+WHERE u.region = $1 AND u.id = $2`
+
+func scanMovementAuth(row pgx.Row) (sessionRow, pinRow, error) {
+	var ss sessionRow
+	var pin pinRow
+	err := row.Scan(&ss.found, &ss.live, &ss.status, &ss.notBefore, &ss.stale,
+		&pin.phc, &pin.attempts, &pin.lockedUntil, &pin.locked)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return sessionRow{}, pinRow{}, nil // not found: the session check refuses it
+	}
+	return ss, pin, err
+}
+
+// touchSession marks the session's last activity, at most once a minute, as SessionLive does.
+func (db *DB) touchSession(ctx context.Context, tx pgx.Tx, s Party, auth *MovementAuth, stale bool) error {
+	if auth == nil || !stale {
+		return nil
+	}
+	_, err := tx.Exec(ctx, touchSessionSQL, s.Region, pgUUID(auth.SessionID))
+	return err
+}
+
+// checkMovementAuth applies the session rules (sessionRow.check) and the PIN's fast path
+// (pinFast: errPINSlowPath when the cache cannot decide), in the order the transfer batch does.
+func (db *DB) checkMovementAuth(s Party, a *MovementAuth, ss sessionRow, pin pinRow) error {
+	if err := ss.check(s.UserID, a.SessionID, a.IssuedAt); err != nil {
+		return err
+	}
+	if a.pinChecked {
+		return nil
+	}
+	return db.pinFast(s.UserID, a.PIN, pin)
+}
+
+// authorized runs a debiting movement (cash-out, exchange) under its MovementAuth, with the
+// answers of SessionLive and VerifyPIN. On PostgreSQL the checks ride in the movement's first
+// round trip (run passes auth to queueSenderReads): a PIN the cache cannot decide takes
+// VerifyPIN's counted slow path in its own transaction, and the movement runs again with the
+// PIN settled. On CockroachDB the checks run first in their own transactions, as Transfer's do,
+// so that the movement's SERIALIZABLE read set does not include the session row every request
+// of the session touches; run then gets nil. A nil auth (internal callers) checks nothing.
+func (db *DB) authorized(ctx context.Context, s Party, auth *MovementAuth, run func(*MovementAuth) (Result, error)) (Result, error) {
+	if auth == nil {
+		return run(nil)
+	}
+	if db.engine != Postgres {
+		if err := db.SessionLive(ctx, s.Region, s.UserID, auth.SessionID, auth.IssuedAt); err != nil {
+			return Result{}, err
+		}
+		if err := db.VerifyPIN(ctx, s.UserID, s.Region, auth.PIN); err != nil {
+			return Result{}, err
+		}
+		return run(nil)
+	}
+	a := *auth
+	for {
+		res, err := run(&a)
+		if errors.Is(err, errPINSlowPath) && !a.pinChecked {
+			if err := db.VerifyPIN(ctx, s.UserID, s.Region, a.PIN); err != nil {
+				return Result{}, err
+			}
+			a.pinChecked = true
+			continue
+		}
+		return res, err
+	}
 }
 
 func scanReference(row pgx.Row) (refState, error) {
