@@ -7,7 +7,7 @@ FROM (
     SELECT t.region, t.sender_id, t.asset_symbol, (now() AT TIME ZONE 'UTC')::date AS day,
            sum(t.amount + t.fee) AS spent
     FROM transactions t
-    WHERE (t.created_at AT TIME ZONE 'UTC')::date = (now() AT TIME ZONE 'UTC')::date
+    WHERE t.created_at >= (now() AT TIME ZONE 'UTC')::date::timestamp AT TIME ZONE 'UTC'
       AND t.type IN ('transfer', 'payment', 'cash_out', 'exchange')
       AND t.status IN ('pending', 'processing', 'completed')
     GROUP BY t.region, t.sender_id, t.asset_symbol

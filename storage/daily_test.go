@@ -144,6 +144,33 @@ WHERE region = $1 AND user_id = $2 AND asset_symbol = 'USD'`, region, alice.User
 	exec(string(up))
 	counter("100")
 
+	// A release short of its hold stops at zero instead of failing the cancel.
+	exec(`UPDATE user_settings SET daily_limit = NULL WHERE region = $1 AND user_id = $2`, region, alice.UserID)
+	short := cashOut("5")
+	counter("105")
+	exec(`UPDATE asset_balances SET daily_spent = 1 WHERE region = $1 AND user_id = $2 AND asset_symbol = 'USD'`, region, alice.UserID)
+	if _, err := db.CancelCashOut(ctx, short.ID, region); err != nil {
+		t.Fatalf("cancel with a short counter: %v", err)
+	}
+	var spent string
+	if err := db.pool.QueryRow(ctx, `SELECT daily_spent::text FROM asset_balances WHERE region = $1 AND user_id = $2 AND asset_symbol = 'USD'`,
+		region, alice.UserID).Scan(&spent); err != nil || !dec(spent).IsZero() {
+		t.Fatalf("counter after a short release: %s, %v", spent, err)
+	}
+	// A movement whose day is behind the counter's (it began before midnight and waited for a
+	// lock) leaves the newer day's counter alone.
+	exec(`UPDATE asset_balances SET daily_spent = 7, daily_spent_on = `+todaySQL+` + 1 WHERE region = $1 AND user_id = $2 AND asset_symbol = 'USD'`, region, alice.UserID)
+	if err := send("1"); err != nil {
+		t.Fatal(err)
+	}
+	cashOut("1")
+	var tomorrow bool
+	if err := db.pool.QueryRow(ctx, `SELECT daily_spent::text, daily_spent_on = `+todaySQL+` + 1 FROM asset_balances
+WHERE region = $1 AND user_id = $2 AND asset_symbol = 'USD'`, region, alice.UserID).Scan(&spent, &tomorrow); err != nil ||
+		!dec(spent).Equal(dec("7")) || !tomorrow {
+		t.Fatalf("a late movement moved the counter: %s (tomorrow: %v), %v", spent, tomorrow, err)
+	}
+
 	// Reconcile catches a counter that lies.
 	exec(`UPDATE asset_balances SET daily_spent = 99 WHERE region = $1 AND user_id = $2 AND asset_symbol = 'USD'`, region, alice.UserID)
 	rep, err := db.Reconcile(ctx)

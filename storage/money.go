@@ -1122,8 +1122,8 @@ WHERE w.region = $1 AND w.user_id = $2`
 // the owner sent in the asset on the UTC day daily_spent_on, amount + fee of every transfer,
 // payment, cash-out and exchange not failed or cancelled. "Today" is the day of the
 // transaction's now(), the same instant its transactions row takes as created_at, so the
-// counter and the rows it sums can never disagree on which day a movement belongs to
-// (Reconcile proves them equal).
+// counter and the rows it sums agree on which day a movement belongs to (Reconcile proves them
+// equal), except for the midnight case addSpentSQL describes.
 const todaySQL = `(now() AT TIME ZONE 'UTC')::date`
 
 // spentTodaySQL is the counter as of today, read through the alias b of the balance row (NULL
@@ -1131,9 +1131,13 @@ const todaySQL = `(now() AT TIME ZONE 'UTC')::date`
 const spentTodaySQL = `COALESCE(CASE WHEN b.daily_spent_on = ` + todaySQL + ` THEN b.daily_spent END, 0)`
 
 // addSpentSQL is the SET clause that adds the debit $4 to today's counter, starting a new day
-// over.
-const addSpentSQL = `daily_spent = CASE WHEN daily_spent_on = ` + todaySQL + ` THEN daily_spent + $4 ELSE $4 END,
-    daily_spent_on = ` + todaySQL
+// over. The counter never goes back a day: "today" is the transaction's start, so a movement
+// that began just before midnight and waited for a lock may write after one that began after
+// it; its debit then counts for neither day's counter (it is a transaction of the earlier day,
+// whose counter is gone) rather than wiping the new day's.
+const addSpentSQL = `daily_spent = CASE WHEN daily_spent_on = ` + todaySQL + ` THEN daily_spent + $4
+                       WHEN daily_spent_on > ` + todaySQL + ` THEN daily_spent ELSE $4 END,
+    daily_spent_on = CASE WHEN daily_spent_on > ` + todaySQL + ` THEN daily_spent_on ELSE ` + todaySQL + ` END`
 
 type profile struct {
 	first, last, phone []byte // ciphertexts
@@ -1236,17 +1240,20 @@ func queueRecipientLocked(b *pgx.Batch, r Recipient, bidx []byte, asset string) 
 // recipient exists now, it moved, and the locking read runs once more at the new home.
 func relockRecipient(ctx context.Context, tx pgx.Tx, r Recipient, bidx []byte, asset string) (recipientState, error) {
 	q, arg := recipientByPhoneSQL, any(bidx)
+	lq := recipientLockedByPhoneSQL
 	if r.UserID != uuid.Nil {
-		q, arg = recipientByIDSQL, pgUUID(r.UserID)
+		q, arg, lq = recipientByIDSQL, pgUUID(r.UserID), recipientLockedByIDSQL
 	}
-	if _, err := scanRecipient(tx.QueryRow(ctx, q, arg, asset)); err != nil {
-		return recipientState{}, err
+	for range 3 { // a user relocated again while we waited: look again
+		if _, err := scanRecipient(tx.QueryRow(ctx, q, arg, asset)); err != nil {
+			return recipientState{}, err
+		}
+		rc, err := scanRecipient(tx.QueryRow(ctx, lq, arg, asset))
+		if !errors.Is(err, ErrRecipientNotFound) {
+			return rc, err
+		}
 	}
-	b := &pgx.Batch{}
-	queueRecipientLocked(b, r, bidx, asset)
-	br := tx.SendBatch(ctx, b)
-	defer br.Close()
-	return scanRecipient(br.QueryRow())
+	return recipientState{}, fmt.Errorf("%w: the recipient kept moving", ErrBusy)
 }
 
 type recipientState struct {
@@ -1361,9 +1368,12 @@ WHERE region = $1 AND user_id = $2 AND asset_symbol = $3 RETURNING total`,
 WHERE region = $1 AND user_id = $2 AND asset_symbol = $3 AND available >= $4 RETURNING total`,
 	opCollect: `UPDATE asset_balances SET pending = pending - $4, total = total - $4, last_updated = now()
 WHERE region = $1 AND user_id = $2 AND asset_symbol = $3 AND pending >= $4 RETURNING total`,
-	// A released hold leaves the daily counter if the counter is still on the hold's day ($5).
+	// A released hold leaves the daily counter if the counter is still on the hold's day ($5),
+	// never below zero: a counter short of the hold (a debit lost at midnight, see addSpentSQL,
+	// or made by an older version during an upgrade) must not block cancels and expiries with
+	// the CHECK; Reconcile reports the shortfall.
 	opRelease: `UPDATE asset_balances SET pending = pending - $4, available = available + $4, last_updated = now(),
-    daily_spent = CASE WHEN daily_spent_on = $5::date THEN daily_spent - $4 ELSE daily_spent END
+    daily_spent = CASE WHEN daily_spent_on = $5::date THEN GREATEST(daily_spent - $4, 0) ELSE daily_spent END
 WHERE region = $1 AND user_id = $2 AND asset_symbol = $3 AND pending >= $4 RETURNING total`,
 }
 

@@ -816,3 +816,62 @@ func TestTableRatesCacheAndCross(t *testing.T) {
 		t.Fatalf("unknown quote: %v", err)
 	}
 }
+
+// TestDeleteUserRacingCredits: cash-ins and transfers into a user race the user's deletion. A
+// deletion that succeeds leaves nothing behind: every credit either landed before the balance
+// check (and the deletion refused) or was refused; no money is ever stranded in a closed wallet.
+func TestDeleteUserRacingCredits(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testDB(t)
+	region := testRegions.Primary()
+	payer := newMoneyUser(t, db, region, "Pay", "Er")
+	fund(t, db, payer, "AED", "1000")
+	deleted := 0
+	for round := range 12 {
+		u := newMoneyUser(t, db, region, "Gone", fmt.Sprint("Soon", round))
+		var wg sync.WaitGroup
+		var credited atomic.Int64
+		for i := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var err error
+				if i%2 == 0 {
+					_, err = db.CashIn(ctx, CashInRequest{Recipient: Recipient{Phone: u.Phone}, Asset: "AED", Amount: dec("1"), Reference: newRef()})
+				} else {
+					_, err = db.Transfer(ctx, TransferRequest{Sender: payer.Party, Recipient: Recipient{UserID: u.UserID},
+						Asset: "AED", Amount: dec("1"), Reference: newRef()})
+				}
+				switch {
+				case err == nil:
+					credited.Add(1)
+				case errors.Is(err, ErrRecipientNotFound), errors.Is(err, ErrInvalidRecipient):
+				default:
+					t.Errorf("credit: %v", err)
+				}
+			}()
+		}
+		err := db.DeleteUser(ctx, u.Region, u.UserID)
+		wg.Wait()
+		var sum decimal.Decimal
+		if qerr := db.pool.QueryRow(ctx, `SELECT COALESCE(sum(total), 0) FROM asset_balances WHERE region = $1 AND user_id = $2`,
+			u.Region, u.UserID).Scan(&sum); qerr != nil {
+			t.Fatal(qerr)
+		}
+		switch {
+		case err == nil:
+			deleted++
+			if !sum.IsZero() {
+				t.Fatalf("round %d: deleted with %s stranded (%d credits landed)", round, sum, credited.Load())
+			}
+		case errors.Is(err, ErrBalanceNotEmpty):
+			if sum.IsZero() {
+				t.Fatalf("round %d: refused as not empty, but the balances are zero", round)
+			}
+		default:
+			t.Fatalf("round %d: delete: %v", round, err)
+		}
+	}
+	t.Logf("%d of 12 deletions won the race", deleted)
+}

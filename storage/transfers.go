@@ -471,13 +471,14 @@ var errRecipientMoved = errors.New("recipient relocated during the transfer")
 
 // One UPDATE per balance row and batch, by the net delta $4; it must find its row. $5 is what
 // the row's owner sent in the batch (amount + fee of each transfer), added to today's daily
-// counter (addSpentSQL); zero leaves the counter as it is.
+// counter with addSpentSQL's rules (never back a day); zero leaves the counter as it is.
 const applyDeltaSQL = `
 WITH u AS (
     UPDATE asset_balances SET available = available + $4, total = total + $4, last_updated = now(),
-        daily_spent = CASE WHEN $5::numeric = 0 THEN daily_spent
+        daily_spent = CASE WHEN $5::numeric = 0 OR daily_spent_on > ` + todaySQL + ` THEN daily_spent
                            WHEN daily_spent_on = ` + todaySQL + ` THEN daily_spent + $5 ELSE $5 END,
-        daily_spent_on = CASE WHEN $5::numeric = 0 THEN daily_spent_on ELSE ` + todaySQL + ` END
+        daily_spent_on = CASE WHEN $5::numeric = 0 OR daily_spent_on > ` + todaySQL + ` THEN daily_spent_on
+                              ELSE ` + todaySQL + ` END
     WHERE region = $1 AND user_id = $2 AND asset_symbol = $3
     RETURNING 1)
 SELECT 1 / count(*) FROM u`

@@ -385,13 +385,28 @@ WHERE region = $1 AND id = $2`, region, userID, emailEnc, emailBidx); err != nil
 // DeleteUser closes an account whose balances are all zero (ErrBalanceNotEmpty otherwise): the
 // user is marked deleted, every session revoked, the PII columns and the PIN erased, the
 // directory entries removed and the wallet closed. Transactions and ledger entries are kept
-// (retention, 7 years). The caller checked the PIN. One serializable transaction, so a credit
-// racing the balance check makes it retry.
+// (retention, 7 years). The caller checked the PIN.
+//
+// No credit may land after the balance check: money would be stranded in a closed wallet. On
+// CockroachDB one SERIALIZABLE transaction makes a racing credit retry. On PostgreSQL credits
+// run READ COMMITTED (transfer batches, cash-ins), which PostgreSQL's serializable checks do
+// not see, so the deletion takes the locks they take first: the user row FOR UPDATE (every
+// credit holds the recipient's user row KEY SHARE until COMMIT, and a credit that comes later
+// waits, then finds the user deleted and refuses) and the wallet FOR UPDATE (debits hold it, and
+// a ledger entry's foreign key holds it KEY SHARE). The balances are read after both, in a
+// statement of their own, so they include every credit that committed meanwhile.
 func (db *DB) DeleteUser(ctx context.Context, region string, userID uuid.UUID) error {
-	err := db.inTx(ctx, "delete_user", serializable, func(tx pgx.Tx) error {
+	iso, lock := serializable, ""
+	if db.engine == Postgres {
+		iso, lock = readCommitted, " FOR UPDATE"
+	}
+	err := db.inTx(ctx, "delete_user", iso, func(tx pgx.Tx) error {
 		var phoneBidx, emailBidx []byte
-		if err := tx.QueryRow(ctx, `SELECT phone_bidx, email_bidx FROM users WHERE region = $1 AND id = $2 AND status <> 'deleted'`,
+		if err := tx.QueryRow(ctx, `SELECT phone_bidx, email_bidx FROM users WHERE region = $1 AND id = $2 AND status <> 'deleted'`+lock,
 			region, userID).Scan(&phoneBidx, &emailBidx); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM wallets WHERE region = $1 AND user_id = $2`+lock, region, userID); err != nil {
 			return err
 		}
 		var nonEmpty bool
