@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -117,6 +118,18 @@ func TestRatiosComeFromOneRun(t *testing.T) {
 	if seen != len(want) {
 		t.Errorf("%d of %d ratios found", seen, len(want))
 	}
+	// pgbench run again after the API's uniform run: the ratio takes the mean of both sides.
+	r2 := *r
+	r2.Pgbench = append(slices.Clone(r.Pgbench), PgbenchResult{Script: "transfer_random.sql", TPS: 2000, After: true})
+	for _, x := range r2.Ratios() {
+		if x.Name == "API uniform TPS / pgbench random TPS" && (x.Value != 1 || !strings.Contains(x.From, "4000 before, 2000 after")) {
+			t.Errorf("with pgbench after: %v (%s), want 1 = 3000 / mean(4000, 2000)", x.Value, x.From)
+		}
+	}
+	if md := r2.markdown(); !strings.Contains(md, "| transfer_random.sql again, right after the API's uniform run | 2000 |") {
+		t.Errorf("markdown lacks the after run:\n%s", md)
+	}
+
 	// A target missed says so, and a missing run is "not measured", never a made-up number.
 	r.API[1].Report = report(1000, 500, 20000, 5, 50, 200)
 	r.API = r.API[:2]

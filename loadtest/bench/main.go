@@ -218,7 +218,7 @@ func bench(ctx context.Context, o options, progress io.Writer) (*Results, error)
 	for _, script := range []string{"transfer_random.sql", "transfer_hot.sql"} {
 		say("pgbench: %s, %d clients, %d s", script, o.clients, o.seconds)
 		pctx, cancel := context.WithTimeout(ctx, phaseTimeout(o.seconds))
-		r, err := runPgbench(pctx, pgDB, filepath.Join(o.scripts, script), o.clients, o.seconds, 0, dir)
+		r, err := runPgbench(pctx, pgDB, filepath.Join(o.scripts, script), o.clients, o.seconds, 0, dir, "")
 		cancel()
 		if err != nil {
 			return res, err
@@ -232,7 +232,7 @@ func bench(ctx context.Context, o options, progress io.Writer) (*Results, error)
 		rate := pgR.TPS / 2
 		say("pgbench: transfer_random.sql at half its peak (%.0f/s), %d clients, %d s", rate, o.clients, o.seconds)
 		pctx, cancel := context.WithTimeout(ctx, phaseTimeout(o.seconds))
-		r, err := runPgbench(pctx, pgDB, filepath.Join(o.scripts, "transfer_random.sql"), o.clients, o.seconds, rate, dir)
+		r, err := runPgbench(pctx, pgDB, filepath.Join(o.scripts, "transfer_random.sql"), o.clients, o.seconds, rate, dir, "_rate")
 		cancel()
 		if err != nil {
 			return res, err
@@ -240,9 +240,8 @@ func bench(ctx context.Context, o options, progress io.Writer) (*Results, error)
 		say("pgbench: transfer_random.sql at %.0f/s: %.0f TPS, p50 %.2f ms, p99 %.2f ms", rate, r.TPS, r.P50Ms, r.P99Ms)
 		res.Pgbench = append(res.Pgbench, r)
 	}
-	dropPg()
 
-	// 2. The API on its own scratch database on the same PostgreSQL.
+	// 2. The API (pgbench's database stays, idle, for the run after the API's uniform run) on its own scratch database on the same PostgreSQL.
 	apiDB, dropAPI, err := createDatabase(ctx, o.pgURL, "api")
 	if err != nil {
 		return res, err
@@ -290,6 +289,18 @@ func bench(ctx context.Context, o options, progress io.Writer) (*Results, error)
 	if err != nil {
 		return res, err
 	}
+	// pgbench's random transfer once more, right after: the ratio compares the API's run with
+	// pgbench on both sides of it, as this shared machine's speed drifts over minutes.
+	say("pgbench: transfer_random.sql again, %d clients, %d s", o.clients, o.seconds)
+	pctx, cancel := context.WithTimeout(ctx, phaseTimeout(o.seconds))
+	after, err := runPgbench(pctx, pgDB, filepath.Join(o.scripts, "transfer_random.sql"), o.clients, o.seconds, 0, dir, "_after")
+	cancel()
+	if err != nil {
+		return res, err
+	}
+	after.After = true
+	say("pgbench: transfer_random.sql again: %.0f TPS, p50 %.2f ms, p99 %.2f ms", after.TPS, after.P50Ms, after.P99Ms)
+	res.Pgbench = append(res.Pgbench, after)
 	if _, err := drive("hot", "hot, closed loop", driver.Config{Scenario: "hot", Mode: driver.Closed, Workers: o.clients, Duration: dur}); err != nil {
 		return res, err
 	}

@@ -22,7 +22,10 @@ type PgbenchResult struct {
 	// Rate, when positive, is the arrival rate pgbench was held to (-R): its latencies then
 	// count from each transaction's scheduled start, schedule lag included, like the driver's
 	// open loop.
-	Rate         float64 `json:"rate_per_s,omitempty"`
+	Rate float64 `json:"rate_per_s,omitempty"`
+	// After marks the random transfer run again right after the API's uniform run: the
+	// machine's speed drifts over minutes, so the API is compared with pgbench on both sides.
+	After        bool    `json:"after,omitempty"`
 	TPS          float64 `json:"tps"`
 	Transactions int64   `json:"transactions"`
 	Failed       int64   `json:"failed"`
@@ -120,14 +123,14 @@ func pgbench(ctx context.Context, args ...string) (string, error) {
 var pgbenchPath = "/usr/bin/pgbench"
 
 // runPgbench initialises nothing: it runs one script against an initialised database, as fast
-// as it can, or at rate transactions per second when rate > 0.
-func runPgbench(ctx context.Context, url, script string, clients, seconds int, rate float64, logDir string) (PgbenchResult, error) {
-	prefix := filepath.Join(logDir, strings.TrimSuffix(filepath.Base(script), ".sql"))
+// as it can, or at rate transactions per second when rate > 0. tag tells its logs apart from
+// another run's of the same script.
+func runPgbench(ctx context.Context, url, script string, clients, seconds int, rate float64, logDir, tag string) (PgbenchResult, error) {
+	prefix := filepath.Join(logDir, strings.TrimSuffix(filepath.Base(script), ".sql")+tag)
 	threads := min(clients, 2)
 	args := []string{"-n", "-M", "simple", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(threads),
 		"-T", strconv.Itoa(seconds), "-D", "naccounts=10000", "--max-tries=10"}
 	if rate > 0 {
-		prefix += "_rate"
 		args = append(args, "-R", strconv.FormatFloat(rate, 'f', 0, 64))
 	}
 	out, err := pgbench(ctx, append(args, "-l", "--log-prefix="+prefix, "-f", script, url)...)
