@@ -708,7 +708,7 @@ func (db *DB) CashIn(ctx context.Context, req CashInRequest) (Result, error) {
 
 // CollectCashOut settles a pending cash-out: the held money leaves (pending and total go down)
 // against the issuance account, the fee goes to the fee account, with ledger entries, in one
-// serializable transaction that may be retried. The cash-out is found by id in the serving
+// transaction that may be retried (isolation: settleCashOut). The cash-out is found by id in the serving
 // region first, then in the others (operators do not know where it is homed; this is not a hot
 // path). Returns the sender's view; ErrNotFound, ErrCashOutNotPending.
 func (db *DB) CollectCashOut(ctx context.Context, id uuid.UUID, serving string) (Transaction, error) {
@@ -716,13 +716,13 @@ func (db *DB) CollectCashOut(ctx context.Context, id uuid.UUID, serving string) 
 }
 
 // CancelCashOut returns a pending cash-out's hold to the available balance, in one
-// serializable transaction that may be retried. Returns ErrNotFound, ErrCashOutNotPending.
+// transaction that may be retried (isolation: settleCashOut). Returns ErrNotFound, ErrCashOutNotPending.
 func (db *DB) CancelCashOut(ctx context.Context, id uuid.UUID, serving string) (Transaction, error) {
 	return db.settleCashOut(ctx, id, serving, false, time.Time{})
 }
 
 // ExpireCashOuts cancels every open cash-out of every region whose pickup code expired at now,
-// each in its own serializable transaction, and returns how many it expired. The lead runs it
+// each in its own transaction, and returns how many it expired. The lead runs it
 // periodically; running it in several processes at once is safe (a cash-out is released once).
 func (db *DB) ExpireCashOuts(ctx context.Context, now time.Time) (int, error) {
 	total := 0
@@ -788,6 +788,17 @@ ORDER BY expires_at LIMIT 100`
 
 // settleCashOut collects (collect) or returns (!collect) a pending cash-out. A non-zero expireAt
 // marks an expiry: it only applies if the code expired by then.
+//
+// Isolation: SERIALIZABLE on CockroachDB; READ COMMITTED on PostgreSQL, where a collect writes
+// the region's issuance balance, the row every cash-in writes (READ COMMITTED there), and a
+// SERIALIZABLE collect failed with 40001 whenever a cash-in had committed to it since the
+// collect began. It is as safe: the transaction row is locked FOR UPDATE before anything is
+// decided, so settlements of one cash-out (collect, cancel, expiry) are serialized and the
+// status read after the lock is the latest; the hold's balance UPDATEs are guarded (pending >=
+// the hold) and must each find their row; the issuance and fee balances are only adjusted. A
+// relocation of the owner (which locks the user, wallet and balances, then moves the rows)
+// either waits for the locked transaction row, deadlocks with our balance UPDATE and one side
+// retries (40P01), or commits first, after which the cash-out is found in its new region.
 func (db *DB) settleCashOut(ctx context.Context, id uuid.UUID, serving string, collect bool, expireAt time.Time) (Transaction, error) {
 	regions := db.regions.Names()
 	sort.SliceStable(regions, func(i, j int) bool { return regions[i] == serving && regions[j] != serving })
@@ -796,7 +807,7 @@ func (db *DB) settleCashOut(ctx context.Context, id uuid.UUID, serving string, c
 		op = "collect_cash_out"
 	}
 	var out Transaction
-	err := db.inTx(ctx, op, serializable, func(tx pgx.Tx) error {
+	err := db.inTx(ctx, op, db.debitIsolation(), func(tx pgx.Tx) error {
 		var (
 			found             bool
 			sender            Party
@@ -805,17 +816,21 @@ func (db *DB) settleCashOut(ctx context.Context, id uuid.UUID, serving string, c
 			amount, fee       decimal.Decimal
 			expiresAt, heldOn time.Time
 		)
-		for _, region := range regions {
-			err := tx.QueryRow(ctx, findCashOutSQL, region, id).Scan(&sender.UserID, &reference, &status,
-				&amount, &fee, &asset, &expiresAt, &heldOn)
-			if errors.Is(err, pgx.ErrNoRows) {
-				continue
+		// Two passes: under READ COMMITTED a relocation that committed while the first pass
+		// looked elsewhere can leave the row where the first pass already looked.
+		for pass := 0; pass < 2 && !found; pass++ {
+			for _, region := range regions {
+				err := tx.QueryRow(ctx, findCashOutSQL, region, id).Scan(&sender.UserID, &reference, &status,
+					&amount, &fee, &asset, &expiresAt, &heldOn)
+				if errors.Is(err, pgx.ErrNoRows) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				found, sender.Region = true, region
+				break
 			}
-			if err != nil {
-				return err
-			}
-			found, sender.Region = true, region
-			break
 		}
 		if !found {
 			return fmt.Errorf("cash-out %s: %w", id, ErrNotFound)

@@ -324,21 +324,50 @@ func TestTransferRefusals(t *testing.T) {
 	}
 }
 
-// TestConcurrentCashInsShareTheIssuanceRow: every cash-in of a region writes the region's
-// issuance balance. Sixteen at a time into eight wallets all land, exactly once each, without a
+// TestConcurrentCashInsShareTheIssuanceRow: every cash-in and every cash-out collection of a
+// region writes the region's issuance balance. Sixteen cash-ins at a time into eight wallets,
+// while their cash-outs are collected and cancelled, all land, exactly once each, without a
 // single retry on PostgreSQL (READ COMMITTED queues them on the row instead of aborting them),
-// and the issuance account mirrors what came in.
+// and the issuance account mirrors what came in and went out.
 func TestConcurrentCashInsShareTheIssuanceRow(t *testing.T) {
 	t.Parallel()
 	ctx := WithRetryCounter(context.Background())
 	db := isolatedDB(t)
 	region := testRegions.Names()[1]
 	users := make([]moneyUser, 8)
+	var outs []Result
 	for i := range users {
 		users[i] = newMoneyUser(t, db, region, "Cash", fmt.Sprint("In", i))
+		fund(t, db, users[i], "USD", "100")
+		for range 2 {
+			res, err := db.CashOut(context.Background(), CashOutRequest{Sender: users[i].Party, Asset: "USD", Amount: dec("10"),
+				Method: "agent", Reference: newRef()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			outs = append(outs, res)
+		}
 	}
 	const workers, each = 16, 10
 	var wg sync.WaitGroup
+	for k := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := k; i < len(outs); i += 4 {
+				var err error
+				if i%2 == 0 {
+					_, err = db.CollectCashOut(ctx, outs[i].ID, region)
+				} else {
+					_, err = db.CancelCashOut(ctx, outs[i].ID, region)
+				}
+				if err != nil {
+					t.Errorf("settle cash-out: %v", err)
+					return
+				}
+			}
+		}()
+	}
 	for w := range workers {
 		wg.Add(1)
 		go func() {
@@ -361,7 +390,9 @@ func TestConcurrentCashInsShareTheIssuanceRow(t *testing.T) {
 	for _, u := range users {
 		sum = sum.Add(balanceOf(t, db, u.Party, "USD").Total)
 	}
-	if want := dec("1.25").Mul(decimal.NewFromInt(workers * each)); !sum.Equal(want) {
+	// 800 funded, the cash-ins, minus the 8 collected cash-outs of 10 (no fees configured).
+	want := dec("800").Add(dec("1.25").Mul(decimal.NewFromInt(workers * each))).Sub(dec("80"))
+	if !sum.Equal(want) {
 		t.Fatalf("wallets hold %s, want %s", sum, want)
 	}
 	iss := Party{SystemUserID(region, SystemIssuance), region}
