@@ -796,9 +796,11 @@ ORDER BY expires_at LIMIT 100`
 // decided, so settlements of one cash-out (collect, cancel, expiry) are serialized and the
 // status read after the lock is the latest; the hold's balance UPDATEs are guarded (pending >=
 // the hold) and must each find their row; the issuance and fee balances are only adjusted. A
-// relocation of the owner (which locks the user, wallet and balances, then moves the rows)
-// either waits for the locked transaction row, deadlocks with our balance UPDATE and one side
-// retries (40P01), or commits first, after which the cash-out is found in its new region.
+// relocation of the owner (which locks the user, wallet and balances, then moves the rows) is
+// kept out by the owner's user row, held KEY SHARE before the transaction row is locked (the
+// relocation's lock order, so the two wait for each other instead of deadlocking): it waits
+// for the settlement, or the settlement waits for it and then finds the cash-out in its new
+// region.
 func (db *DB) settleCashOut(ctx context.Context, id uuid.UUID, serving string, collect bool, expireAt time.Time) (Transaction, error) {
 	regions := db.regions.Names()
 	sort.SliceStable(regions, func(i, j int) bool { return regions[i] == serving && regions[j] != serving })
@@ -820,6 +822,26 @@ func (db *DB) settleCashOut(ctx context.Context, id uuid.UUID, serving string, c
 		// looked elsewhere can leave the row where the first pass already looked.
 		for pass := 0; pass < 2 && !found; pass++ {
 			for _, region := range regions {
+				if db.engine == Postgres {
+					// The owner's user row KEY SHARE first, the relocation's lock order (user,
+					// then its rows): a relocation in progress is waited for, one that starts
+					// waits for us, and neither deadlocks. No row: not here, or it moved.
+					var owner uuid.UUID
+					err := tx.QueryRow(ctx, findCashOutOwnerSQL, region, id).Scan(&owner)
+					if errors.Is(err, pgx.ErrNoRows) {
+						continue
+					}
+					if err != nil {
+						return err
+					}
+					tag, err := tx.Exec(ctx, lockOwnerSQL, region, owner)
+					if err != nil {
+						return err
+					}
+					if tag.RowsAffected() == 0 {
+						continue
+					}
+				}
 				err := tx.QueryRow(ctx, findCashOutSQL, region, id).Scan(&sender.UserID, &reference, &status,
 					&amount, &fee, &asset, &expiresAt, &heldOn)
 				if errors.Is(err, pgx.ErrNoRows) {
@@ -887,6 +909,10 @@ func (db *DB) settleCashOut(ctx context.Context, id uuid.UUID, serving string, c
 	})
 	return out, err
 }
+
+const findCashOutOwnerSQL = `SELECT sender_id FROM transactions WHERE region = $1 AND id = $2 AND type = 'cash_out'`
+
+const lockOwnerSQL = `SELECT 1 FROM users WHERE region = $1 AND id = $2 FOR KEY SHARE`
 
 const findCashOutSQL = `
 SELECT t.sender_id, t.reference, t.status, t.amount, t.fee, t.asset_symbol, c.expires_at,

@@ -162,3 +162,58 @@ func TestRelocateUserUnderConcurrentTransfers(t *testing.T) {
 		t.Errorf("system account: %v", err)
 	}
 }
+
+// TestSettleCashOutsDuringRelocations: cash-outs are collected and cancelled while their owner
+// is relocated from region to region. Each settles exactly once, the settlements never retry
+// (the owner's user row is locked first, in the relocation's order, so the two queue instead of
+// deadlocking), the balance is what the settlements say, and the books reconcile.
+func TestSettleCashOutsDuringRelocations(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := isolatedDB(t)
+	u := newMoneyUser(t, db, "me-central1", "Moving", "Owner")
+	fund(t, db, u, "AED", "400")
+	var ids []uuid.UUID
+	for range 20 {
+		res, err := db.CashOut(ctx, CashOutRequest{Sender: u.Party, Asset: "AED", Amount: dec("10"), Method: "agent", Reference: newRef()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, res.ID)
+	}
+	settleCtx := WithRetryCounter(ctx)
+	var wg sync.WaitGroup
+	var collected atomic.Int64
+	for k := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := k; i < len(ids); i += 2 {
+				var err error
+				if i%2 == 0 {
+					_, err = db.CollectCashOut(settleCtx, ids[i], "eu-west1")
+					collected.Add(1)
+				} else {
+					_, err = db.CancelCashOut(settleCtx, ids[i], "us-east1")
+				}
+				if err != nil {
+					t.Errorf("settle %d: %v", i, err)
+				}
+			}
+		}()
+	}
+	home := "me-central1"
+	for _, to := range []string{"eu-west1", "us-east1", "me-central1", "eu-west1"} {
+		if _, err := db.RelocateUser(ctx, u.UserID, to); err != nil {
+			t.Fatalf("relocate to %s: %v", to, err)
+		}
+		home = to
+	}
+	wg.Wait()
+	if n := Retries(settleCtx); n != 0 {
+		t.Errorf("settlements retried %d times", n)
+	}
+	left := dec("400").Sub(dec("10").Mul(decimal.NewFromInt(collected.Load())))
+	wantBalance(t, db, Party{UserID: u.UserID, Region: home}, "AED", left.String(), left.String(), "0")
+	requireReconciled(t, db)
+}
