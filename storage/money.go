@@ -1058,9 +1058,11 @@ func (db *DB) scanSenderReads(br pgx.BatchResults, s Party, auth *MovementAuth) 
 }
 
 // movementAuthSQL reads the session and PIN rows a MovementAuth is checked against, the columns
-// transferSenderSQL reads for the same purpose: no row when there is no such user.
+// transferSenderSQL reads for the same purpose: no row when there is no such user, and a
+// session without its user's user_auth row counts as not found, as sessionLiveSQL's inner join
+// has it.
 const movementAuthSQL = `
-SELECT ss.id IS NOT NULL, COALESCE(ss.is_active AND ss.revoked_at IS NULL AND ss.expires_at > now(), false),
+SELECT ss.id IS NOT NULL AND ua.user_id IS NOT NULL, COALESCE(ss.is_active AND ss.revoked_at IS NULL AND ss.expires_at > now(), false),
        u.status, ua.tokens_not_before, COALESCE(ss.last_activity < now() - INTERVAL '1 minute', false),
        ua.pin_hash, COALESCE(ua.pin_attempts, 0), ua.pin_locked_until, ua.pin_locked_until > now()
 FROM users u

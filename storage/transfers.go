@@ -416,7 +416,7 @@ SELECT w.status, a.decimals, a.min_amount::text, a.max_amount::text, a.is_active
        p.first_name_enc, p.last_name_enc, u.phone_enc,
        b.available,
        r.id IS NOT NULL, r.request_hash, r.recipient_id,
-       ss.id IS NOT NULL, COALESCE(ss.is_active AND ss.revoked_at IS NULL AND ss.expires_at > now(), false),
+       ss.id IS NOT NULL AND ua.user_id IS NOT NULL, COALESCE(ss.is_active AND ss.revoked_at IS NULL AND ss.expires_at > now(), false),
        u.status, ua.tokens_not_before, COALESCE(ss.last_activity < now() - INTERVAL '1 minute', false),
        ua.pin_hash, COALESCE(ua.pin_attempts, 0), ua.pin_locked_until, ua.pin_locked_until > now()
 FROM users u
