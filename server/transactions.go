@@ -182,16 +182,13 @@ func movementAuth(r *http.Request, p Principal, pin string) (*storage.MovementAu
 		return nil, errors.New("movement: route is not behind authedMovement")
 	}
 	if !validPINFormat(pin) {
-		return nil, &Error{Status: http.StatusUnauthorized, Code: "invalid_pin", Detail: "The PIN is wrong."}
+		return nil, storage.ErrInvalidPIN // malformed: refused without spending an attempt
 	}
 	return &storage.MovementAuth{SessionID: p.SessionID, IssuedAt: iat, PIN: pin}, nil
 }
 
 func (m *moneyAPI) send(w http.ResponseWriter, r *http.Request) error {
 	p, _ := principalFrom(r.Context())
-	if _, ok := r.Context().Value(issuedAtKey{}).(time.Time); !ok {
-		return errors.New("send: route is not behind authedMovement")
-	}
 	var req sendRequest
 	if err := decodeJSON(r, &req); err != nil {
 		return err

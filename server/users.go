@@ -266,7 +266,7 @@ type pinBody struct {
 // verifyPIN checks the caller's PIN; a malformed PIN is refused without spending an attempt.
 func (s *Server) verifyPIN(r *http.Request, p Principal, pin string) error {
 	if !validPINFormat(pin) {
-		return &Error{Status: http.StatusUnauthorized, Code: "invalid_pin", Detail: "The PIN is wrong."}
+		return storage.ErrInvalidPIN
 	}
 	return s.db.VerifyPIN(r.Context(), p.UserID, p.Region, pin)
 }

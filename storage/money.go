@@ -308,26 +308,21 @@ func (db *DB) Transfer(ctx context.Context, req TransferRequest) (Result, error)
 	if req.Recipient.UserID == uuid.Nil {
 		bidx = db.keys.BlindIndex("phone", req.Recipient.Phone)
 	}
-	if db.engine == Postgres && !db.serialTransfers {
-		return db.transferPostgres(ctx, req, bidx)
-	}
-	if a := req.Auth; a != nil {
-		// CockroachDB: the checks in their own transactions first, as the API did before.
-		if err := db.SessionLive(ctx, req.Sender.Region, req.Sender.UserID, a.SessionID, a.IssuedAt); err != nil {
-			return Result{}, err
+	batched := db.engine == Postgres && !db.serialTransfers
+	return db.authorized(ctx, req.Sender, req.Auth, batched, func(auth *MovementAuth) (Result, error) {
+		req.Auth = auth
+		if batched {
+			return db.transferPostgres(ctx, req, bidx)
 		}
-		if err := db.VerifyPIN(ctx, req.Sender.UserID, req.Sender.Region, a.PIN); err != nil {
-			return Result{}, err
-		}
-	}
-	return db.idempotent(ctx, func() (Result, error) {
-		var res Result
-		err := db.inTx(ctx, "transfer", serializable, func(tx pgx.Tx) error {
-			var err error
-			res, err = db.transferTx(ctx, tx, req, bidx)
-			return err
+		return db.idempotent(ctx, func() (Result, error) {
+			var res Result
+			err := db.inTx(ctx, "transfer", serializable, func(tx pgx.Tx) error {
+				var err error
+				res, err = db.transferTx(ctx, tx, req, bidx)
+				return err
+			})
+			return res, err
 		})
-		return res, err
 	})
 }
 
@@ -446,7 +441,7 @@ func (db *DB) CashOut(ctx context.Context, req CashOutRequest) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	return db.authorized(ctx, req.Sender, req.Auth, func(auth *MovementAuth) (Result, error) {
+	return db.authorized(ctx, req.Sender, req.Auth, db.engine == Postgres, func(auth *MovementAuth) (Result, error) {
 		return db.idempotent(ctx, func() (Result, error) { return db.cashOutOnce(ctx, req, auth, codeEnc, ttl) })
 	})
 }
@@ -508,7 +503,7 @@ func (db *DB) Exchange(ctx context.Context, req ExchangeRequest) (Result, error)
 	if req.Rate.Sign() <= 0 {
 		return Result{}, fmt.Errorf("%w: no rate for %s/%s", ErrAssetUnavailable, req.From, req.To)
 	}
-	return db.authorized(ctx, req.User, req.Auth, func(auth *MovementAuth) (Result, error) {
+	return db.authorized(ctx, req.User, req.Auth, db.engine == Postgres, func(auth *MovementAuth) (Result, error) {
 		return db.idempotent(ctx, func() (Result, error) { return db.exchangeOnce(ctx, req, auth) })
 	})
 }
@@ -826,15 +821,7 @@ func (db *DB) settleCashOut(ctx context.Context, id uuid.UUID, serving string, c
 					// The owner's user row KEY SHARE first, the relocation's lock order (user,
 					// then its rows): a relocation in progress is waited for, one that starts
 					// waits for us, and neither deadlocks. No row: not here, or it moved.
-					var owner uuid.UUID
-					err := tx.QueryRow(ctx, findCashOutOwnerSQL, region, id).Scan(&owner)
-					if errors.Is(err, pgx.ErrNoRows) {
-						continue
-					}
-					if err != nil {
-						return err
-					}
-					tag, err := tx.Exec(ctx, lockOwnerSQL, region, owner)
+					tag, err := tx.Exec(ctx, lockCashOutOwnerSQL, region, id)
 					if err != nil {
 						return err
 					}
@@ -910,9 +897,11 @@ func (db *DB) settleCashOut(ctx context.Context, id uuid.UUID, serving string, c
 	return out, err
 }
 
-const findCashOutOwnerSQL = `SELECT sender_id FROM transactions WHERE region = $1 AND id = $2 AND type = 'cash_out'`
-
-const lockOwnerSQL = `SELECT 1 FROM users WHERE region = $1 AND id = $2 FOR KEY SHARE`
+// lockCashOutOwnerSQL holds the cash-out's owner's user row KEY SHARE (settleCashOut). A row
+// that moved while we waited fails the join on its new version: no row.
+const lockCashOutOwnerSQL = `
+SELECT 1 FROM transactions t JOIN users u ON u.region = t.region AND u.id = t.sender_id
+WHERE t.region = $1 AND t.id = $2 AND t.type = 'cash_out' FOR KEY SHARE OF u`
 
 const findCashOutSQL = `
 SELECT t.sender_id, t.reference, t.status, t.amount, t.fee, t.asset_symbol, c.expires_at,
@@ -1062,19 +1051,29 @@ func (db *DB) scanSenderReads(br pgx.BatchResults, s Party, auth *MovementAuth) 
 // session without its user's user_auth row counts as not found, as sessionLiveSQL's inner join
 // has it.
 const movementAuthSQL = `
-SELECT ss.id IS NOT NULL AND ua.user_id IS NOT NULL, COALESCE(ss.is_active AND ss.revoked_at IS NULL AND ss.expires_at > now(), false),
-       u.status, ua.tokens_not_before, COALESCE(ss.last_activity < now() - INTERVAL '1 minute', false),
-       ua.pin_hash, COALESCE(ua.pin_attempts, 0), ua.pin_locked_until, ua.pin_locked_until > now()
+SELECT ` + movementAuthColumns + `
 FROM users u
 LEFT JOIN user_auth ua ON ua.region = $1 AND ua.user_id = $2
 LEFT JOIN user_sessions ss ON ss.region = $1 AND ss.id = $3 AND ss.user_id = $2
 WHERE u.region = $1 AND u.id = $2`
 
+// movementAuthColumns are the session's and the PIN's columns, over users u, user_auth ua and
+// user_sessions ss, in the order movementAuthDest scans them (movementAuthSQL and
+// transferSenderSQL alike).
+const movementAuthColumns = `ss.id IS NOT NULL AND ua.user_id IS NOT NULL,
+       COALESCE(ss.is_active AND ss.revoked_at IS NULL AND ss.expires_at > now(), false),
+       u.status, ua.tokens_not_before, COALESCE(ss.last_activity < now() - INTERVAL '1 minute', false),
+       ua.pin_hash, COALESCE(ua.pin_attempts, 0), ua.pin_locked_until, ua.pin_locked_until > now()`
+
+func movementAuthDest(ss *sessionRow, pin *pinRow) []any {
+	return []any{&ss.found, &ss.live, &ss.status, &ss.notBefore, &ss.stale,
+		&pin.phc, &pin.attempts, &pin.lockedUntil, &pin.locked}
+}
+
 func scanMovementAuth(row pgx.Row) (sessionRow, pinRow, error) {
 	var ss sessionRow
 	var pin pinRow
-	err := row.Scan(&ss.found, &ss.live, &ss.status, &ss.notBefore, &ss.stale,
-		&pin.phc, &pin.attempts, &pin.lockedUntil, &pin.locked)
+	err := row.Scan(movementAuthDest(&ss, &pin)...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return sessionRow{}, pinRow{}, nil // not found: the session check refuses it
 	}
@@ -1102,18 +1101,19 @@ func (db *DB) checkMovementAuth(s Party, a *MovementAuth, ss sessionRow, pin pin
 	return db.pinFast(s.UserID, a.PIN, pin)
 }
 
-// authorized runs a debiting movement (cash-out, exchange) under its MovementAuth, with the
-// answers of SessionLive and VerifyPIN. On PostgreSQL the checks ride in the movement's first
-// round trip (run passes auth to queueSenderReads): a PIN the cache cannot decide takes
-// VerifyPIN's counted slow path in its own transaction, and the movement runs again with the
-// PIN settled. On CockroachDB the checks run first in their own transactions, as Transfer's do,
-// so that the movement's SERIALIZABLE read set does not include the session row every request
-// of the session touches; run then gets nil. A nil auth (internal callers) checks nothing.
-func (db *DB) authorized(ctx context.Context, s Party, auth *MovementAuth, run func(*MovementAuth) (Result, error)) (Result, error) {
+// authorized runs a debiting movement (transfer, cash-out, exchange) under its MovementAuth,
+// with the answers of SessionLive and VerifyPIN. When inMovement (PostgreSQL's READ COMMITTED
+// movements) the checks ride in the movement's first round trip (run gets auth and passes it to
+// its reads): a PIN the cache cannot decide takes VerifyPIN's counted slow path in its own
+// transaction, and the movement runs again with the PIN settled. Otherwise (CockroachDB) the
+// checks run first in their own transactions, so that the movement's SERIALIZABLE read set does
+// not include the session row every request of the session touches; run then gets nil. A nil
+// auth (internal callers) checks nothing.
+func (db *DB) authorized(ctx context.Context, s Party, auth *MovementAuth, inMovement bool, run func(*MovementAuth) (Result, error)) (Result, error) {
 	if auth == nil {
 		return run(nil)
 	}
-	if db.engine != Postgres {
+	if !inMovement {
 		if err := db.SessionLive(ctx, s.Region, s.UserID, auth.SessionID, auth.IssuedAt); err != nil {
 			return Result{}, err
 		}
@@ -1173,14 +1173,16 @@ const todaySQL = `(now() AT TIME ZONE 'UTC')::date`
 // row or another day: nothing spent yet).
 const spentTodaySQL = `COALESCE(CASE WHEN b.daily_spent_on = ` + todaySQL + ` THEN b.daily_spent END, 0)`
 
-// addSpentSQL is the SET clause that adds the debit $4 to today's counter, starting a new day
-// over. The counter never goes back a day: "today" is the transaction's start, so a movement
+// addSpentSQL is the SET clause that adds the debit in parameter amount to today's counter,
+// starting a new day over. The counter never goes back a day: "today" is the transaction's start, so a movement
 // that began just before midnight and waited for a lock may write after one that began after
 // it; its debit then counts for neither day's counter (it is a transaction of the earlier day,
 // whose counter is gone) rather than wiping the new day's.
-const addSpentSQL = `daily_spent = CASE WHEN daily_spent_on = ` + todaySQL + ` THEN daily_spent + $4
-                       WHEN daily_spent_on > ` + todaySQL + ` THEN daily_spent ELSE $4 END,
+func addSpentSQL(amount string) string {
+	return `daily_spent = CASE WHEN daily_spent_on = ` + todaySQL + ` THEN daily_spent + ` + amount + `
+                       WHEN daily_spent_on > ` + todaySQL + ` THEN daily_spent ELSE ` + amount + ` END,
     daily_spent_on = CASE WHEN daily_spent_on > ` + todaySQL + ` THEN daily_spent_on ELSE ` + todaySQL + ` END`
+}
 
 type profile struct {
 	first, last, phone []byte // ciphertexts
@@ -1282,21 +1284,31 @@ func queueRecipientLocked(b *pgx.Batch, r Recipient, bidx []byte, asset string) 
 // home its snapshot knew. Under READ COMMITTED a new statement has a new snapshot, so: if the
 // recipient exists now, it moved, and the locking read runs once more at the new home.
 func relockRecipient(ctx context.Context, tx pgx.Tx, r Recipient, bidx []byte, asset string) (recipientState, error) {
-	q, arg := recipientByPhoneSQL, any(bidx)
-	lq := recipientLockedByPhoneSQL
+	q, arg := recipientLockedByPhoneSQL, any(bidx)
 	if r.UserID != uuid.Nil {
-		q, arg, lq = recipientByIDSQL, pgUUID(r.UserID), recipientLockedByIDSQL
+		q, arg = recipientLockedByIDSQL, pgUUID(r.UserID)
 	}
 	for range 3 { // a user relocated again while we waited: look again
-		if _, err := scanRecipient(tx.QueryRow(ctx, q, arg, asset)); err != nil {
+		if _, err := recipientUnlocked(ctx, tx, r, bidx, asset); err != nil {
 			return recipientState{}, err
 		}
-		rc, err := scanRecipient(tx.QueryRow(ctx, lq, arg, asset))
+		rc, err := scanRecipient(tx.QueryRow(ctx, q, arg, asset))
 		if !errors.Is(err, ErrRecipientNotFound) {
 			return rc, err
 		}
 	}
 	return recipientState{}, fmt.Errorf("%w: the recipient kept moving", ErrBusy)
+}
+
+// recipientUnlocked reads the recipient without a lock: after a locking read found no row, it
+// tells "no such recipient" from "moved while we waited".
+func recipientUnlocked(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, r Recipient, bidx []byte, asset string) (recipientState, error) {
+	if r.UserID != uuid.Nil {
+		return scanRecipient(q.QueryRow(ctx, recipientByIDSQL, pgUUID(r.UserID), asset))
+	}
+	return scanRecipient(q.QueryRow(ctx, recipientByPhoneSQL, bidx, asset))
 }
 
 type recipientState struct {
@@ -1402,12 +1414,12 @@ const (
 
 var opSQL = map[opKind]string{
 	opDebit: `UPDATE asset_balances SET available = available - $4, total = total - $4, last_updated = now(),
-    ` + addSpentSQL + `
+    ` + addSpentSQL("$4") + `
 WHERE region = $1 AND user_id = $2 AND asset_symbol = $3 AND available >= $4 RETURNING total`,
 	opAdjust: `UPDATE asset_balances SET available = available + $4, total = total + $4, last_updated = now()
 WHERE region = $1 AND user_id = $2 AND asset_symbol = $3 RETURNING total`,
 	opHold: `UPDATE asset_balances SET available = available - $4, pending = pending + $4, last_updated = now(),
-    ` + addSpentSQL + `
+    ` + addSpentSQL("$4") + `
 WHERE region = $1 AND user_id = $2 AND asset_symbol = $3 AND available >= $4 RETURNING total`,
 	opCollect: `UPDATE asset_balances SET pending = pending - $4, total = total - $4, last_updated = now()
 WHERE region = $1 AND user_id = $2 AND asset_symbol = $3 AND pending >= $4 RETURNING total`,

@@ -108,7 +108,9 @@ const relocateFindSQL = `
 SELECT phone_bidx, email_bidx, is_system FROM users WHERE region = $1 AND id = $2 FOR UPDATE`
 
 // Wallet before balances, balances in asset order: the order movements lock them in.
-const relocateLockWalletSQL = `SELECT 1 FROM wallets WHERE region = $1 AND user_id = $2 FOR UPDATE`
+// lockWalletExclusiveSQL waits for every movement holding the wallet (debits NO KEY UPDATE,
+// credits' foreign keys KEY SHARE) and keeps new ones out; DeleteUser takes it too.
+const lockWalletExclusiveSQL = `SELECT 1 FROM wallets WHERE region = $1 AND user_id = $2 FOR UPDATE`
 
 const relocateLockBalancesSQL = `
 SELECT 1 FROM asset_balances WHERE region = $1 AND user_id = $2 ORDER BY asset_symbol FOR UPDATE`
@@ -181,7 +183,7 @@ func (db *DB) RelocateUser(ctx context.Context, userID uuid.UUID, target string)
 		case from == target:
 			return nil
 		}
-		if _, err := tx.Exec(ctx, relocateLockWalletSQL, from, userID); err != nil {
+		if _, err := tx.Exec(ctx, lockWalletExclusiveSQL, from, userID); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, relocateLockBalancesSQL, from, userID); err != nil {

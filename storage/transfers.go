@@ -209,24 +209,13 @@ func (b *transferBatcher) drain(db *DB) {
 	}
 }
 
-// transferPostgres runs a transfer through the batcher and takes the PIN's slow path when the
-// batch could not decide it from the cache.
+// transferPostgres runs a transfer through the batcher once; errPINSlowPath (the batch could not
+// decide the PIN from the cache) goes back to authorized, which verifies it and runs it again.
 func (db *DB) transferPostgres(ctx context.Context, req TransferRequest, bidx []byte) (Result, error) {
-	for {
-		it := &transferItem{ctx: ctx, req: req, bidx: bidx, done: make(chan struct{})}
-		db.transfers.submit(db, it)
-		<-it.done
-		if errors.Is(it.err, errPINSlowPath) && req.Auth != nil && !req.Auth.pinChecked {
-			if err := db.VerifyPIN(ctx, req.Sender.UserID, req.Sender.Region, req.Auth.PIN); err != nil {
-				return Result{}, err
-			}
-			a := *req.Auth
-			a.pinChecked = true
-			req.Auth = &a
-			continue
-		}
-		return it.res, it.err
-	}
+	it := &transferItem{ctx: ctx, req: req, bidx: bidx, done: make(chan struct{})}
+	db.transfers.submit(db, it)
+	<-it.done
+	return it.res, it.err
 }
 
 func (it *transferItem) finish(db *DB, res Result, err error) {
@@ -416,9 +405,7 @@ SELECT w.status, a.decimals, a.min_amount::text, a.max_amount::text, a.is_active
        p.first_name_enc, p.last_name_enc, u.phone_enc,
        b.available,
        r.id IS NOT NULL, r.request_hash, r.recipient_id,
-       ss.id IS NOT NULL AND ua.user_id IS NOT NULL, COALESCE(ss.is_active AND ss.revoked_at IS NULL AND ss.expires_at > now(), false),
-       u.status, ua.tokens_not_before, COALESCE(ss.last_activity < now() - INTERVAL '1 minute', false),
-       ua.pin_hash, COALESCE(ua.pin_attempts, 0), ua.pin_locked_until, ua.pin_locked_until > now()
+       ` + movementAuthColumns + `
 FROM users u
 LEFT JOIN wallets w ON w.region = $1 AND w.user_id = $2
 LEFT JOIN supported_assets a ON a.symbol = $3
@@ -439,14 +426,12 @@ func scanTransferSender(row pgx.Row, rd *transferReads) error {
 		active       *bool
 		limit        decimal.NullDecimal
 		st           = &rd.sender
-		ss           = &rd.session
 	)
-	err := row.Scan(&walletStatus, &decimals, &minS, &maxS, &active, &limit, &st.spent,
+	err := row.Scan(append([]any{&walletStatus, &decimals, &minS, &maxS, &active, &limit, &st.spent,
 		&st.profile.first, &st.profile.last, &st.profile.phone,
 		&rd.available,
-		&rd.existing.found, &rd.existing.hash, &rd.existing.recipient,
-		&ss.found, &ss.live, &ss.status, &ss.notBefore, &ss.stale,
-		&rd.pin.phc, &rd.pin.attempts, &rd.pin.lockedUntil, &rd.pin.locked)
+		&rd.existing.found, &rd.existing.hash, &rd.existing.recipient},
+		movementAuthDest(&rd.session, &rd.pin)...)...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		rd.senderErr = fmt.Errorf("user: %w", ErrNotFound)
 		return nil
@@ -469,19 +454,22 @@ func scanTransferSender(row pgx.Row, rd *transferReads) error {
 // relocation committed); the batch is retried like a serialization failure.
 var errRecipientMoved = errors.New("recipient relocated during the transfer")
 
-// One UPDATE per balance row and batch, by the net delta $4; it must find its row. $5 is what
-// the row's owner sent in the batch (amount + fee of each transfer), added to today's daily
-// counter with addSpentSQL's rules (never back a day); zero leaves the counter as it is.
-const applyDeltaSQL = `
+// One UPDATE per balance row and batch, by the net delta $4; it must find its row.
+// applySentDeltaSQL is the one for a row whose owner sent in the batch: $5, the amount + fee of
+// its transfers, goes to today's daily counter (addSpentSQL).
+var (
+	applyDeltaSQL     = applyDelta("")
+	applySentDeltaSQL = applyDelta(",\n        " + addSpentSQL("$5"))
+)
+
+func applyDelta(set string) string {
+	return `
 WITH u AS (
-    UPDATE asset_balances SET available = available + $4, total = total + $4, last_updated = now(),
-        daily_spent = CASE WHEN $5::numeric = 0 OR daily_spent_on > ` + todaySQL + ` THEN daily_spent
-                           WHEN daily_spent_on = ` + todaySQL + ` THEN daily_spent + $5 ELSE $5 END,
-        daily_spent_on = CASE WHEN $5::numeric = 0 OR daily_spent_on > ` + todaySQL + ` THEN daily_spent_on
-                              ELSE ` + todaySQL + ` END
+    UPDATE asset_balances SET available = available + $4, total = total + $4, last_updated = now()` + set + `
     WHERE region = $1 AND user_id = $2 AND asset_symbol = $3
     RETURNING 1)
 SELECT 1 / count(*) FROM u`
+}
 
 // writeTransferSQL writes one accepted transfer in one statement, after the batch's balance
 // UPDATEs: its transaction row, its ledger entries (sender, recipient, and the fee account's
@@ -585,11 +573,7 @@ func (db *DB) transferBatchAttempt(ctx context.Context, items []*transferItem) (
 			session = pgUUID(r.Auth.SessionID)
 		}
 		b.Queue(transferSenderSQL, s.Region, pgUUID(s.UserID), r.Asset, r.Reference, session)
-		if r.Recipient.UserID != uuid.Nil {
-			b.Queue(recipientLockedByIDSQL, pgUUID(r.Recipient.UserID), r.Asset)
-		} else {
-			b.Queue(recipientLockedByPhoneSQL, it.bidx, r.Asset)
-		}
+		queueRecipientLocked(b, r.Recipient, it.bidx, r.Asset)
 	}
 	reads := make([]transferReads, len(items))
 	if err := func() error {
@@ -619,12 +603,7 @@ func (db *DB) transferBatchAttempt(ctx context.Context, items []*transferItem) (
 	// pay this round trip.
 	for i, it := range items {
 		if rd := &reads[i]; errors.Is(rd.rerr, ErrRecipientNotFound) {
-			r := it.req
-			q, arg := recipientByPhoneSQL, any(it.bidx)
-			if r.Recipient.UserID != uuid.Nil {
-				q, arg = recipientByIDSQL, r.Recipient.UserID
-			}
-			if _, err := scanRecipient(conn.QueryRow(ctx, q, arg, r.Asset)); err == nil {
+			if _, err := recipientUnlocked(ctx, conn, it.req.Recipient, it.bidx, it.req.Asset); err == nil {
 				return nil, errRecipientMoved
 			}
 		}
@@ -714,7 +693,11 @@ func (db *DB) transferBatchAttempt(ctx context.Context, items []*transferItem) (
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i].less(keys[j]) })
 	for _, k := range keys {
-		b.Queue(applyDeltaSQL, k.region, pgUUID(k.user), k.asset, net[k].String(), sent[k].String())
+		if spent, ok := sent[k]; ok {
+			b.Queue(applySentDeltaSQL, k.region, pgUUID(k.user), k.asset, net[k].String(), spent.String())
+		} else {
+			b.Queue(applyDeltaSQL, k.region, pgUUID(k.user), k.asset, net[k].String())
+		}
 	}
 	for _, p := range plans {
 		s, r := items[p.idx].req.Sender, items[p.idx].req
@@ -832,13 +815,8 @@ func (db *DB) decideTransfer(it *transferItem, rd *transferReads, idx int, avail
 	hasBalance map[balKey]bool, refs map[txRef]bool, ensure *[]ensureBalance) (plannedTransfer, bool, error) {
 	req, s := it.req, it.req.Sender
 	if a := req.Auth; a != nil {
-		if err := rd.session.check(s.UserID, a.SessionID, a.IssuedAt); err != nil {
+		if err := db.checkMovementAuth(s, a, rd.session, rd.pin); err != nil {
 			return plannedTransfer{}, false, err
-		}
-		if !a.pinChecked {
-			if err := db.pinFast(s.UserID, a.PIN, rd.pin); err != nil {
-				return plannedTransfer{}, false, err
-			}
 		}
 	}
 	if rd.senderErr != nil {

@@ -406,8 +406,10 @@ func (db *DB) DeleteUser(ctx context.Context, region string, userID uuid.UUID) e
 			region, userID).Scan(&phoneBidx, &emailBidx); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `SELECT 1 FROM wallets WHERE region = $1 AND user_id = $2`+lock, region, userID); err != nil {
-			return err
+		if lock != "" {
+			if _, err := tx.Exec(ctx, lockWalletExclusiveSQL, region, userID); err != nil {
+				return err
+			}
 		}
 		var nonEmpty bool
 		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM asset_balances
