@@ -265,10 +265,10 @@ func bench(ctx context.Context, o options, progress io.Writer) (*Results, error)
 	drive := func(kind, label string, cfg driver.Config) (*driver.Report, error) {
 		cfg.BaseURL, cfg.OpsKey, cfg.ServerPID, cfg.Progress = srv.Base, srv.OpsKey, srv.Pid(), progress
 		cfg.Reconcile = reconcile
-		// pgbench -i leaves its tables vacuumed and analyzed; the API's tables were filled by
-		// setup seconds ago, so give them statistics too rather than measure the planner on
-		// empty ones (and autoanalyze in the middle of the run).
-		cfg.BeforeLoad = func(ctx context.Context) error { return analyze(ctx, apiDB) }
+		// After setup, before the load: statistics for the tables setup just filled (rather
+		// than the planner on empty ones, and autoanalyze in the middle of the run), and the
+		// same checkpoint every pgbench run starts from.
+		cfg.BeforeLoad = func(ctx context.Context) error { return settle(ctx, apiDB) }
 		cfg.Users, cfg.RunID = o.users, runID
 		cfg.Warmup = o.warmup && cfg.Population == nil
 		runID++
@@ -389,15 +389,24 @@ func fetch(ctx context.Context, u, path string) error {
 	return f.Close()
 }
 
-// analyze runs VACUUM ANALYZE on the API's database.
-func analyze(ctx context.Context, url string) error {
+// settle is what every measured run, pgbench's and the API's alike, starts from: its database
+// VACUUM ANALYZEd (pgbench -i leaves pgbench's tables so; the API's were filled by setup seconds
+// before) and a CHECKPOINT. Without the checkpoint, the one that checkpoint_timeout (5 min) or
+// max_wal_size starts lands in whichever run happens to be going, which then also writes a full
+// page image on the first change of every page after it: the same script swung by a fifth
+// from one run to the next. With it, every run starts from the same state and pays the same.
+func settle(ctx context.Context, url string) error {
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, "VACUUM ANALYZE")
-	return err
+	for _, q := range []string{"VACUUM ANALYZE", "CHECKPOINT"} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			return fmt.Errorf("%s: %w", q, err)
+		}
+	}
+	return nil
 }
 
 // createDatabase makes an empty database bench7awel_<kind>_<pid> and returns its URL and a

@@ -126,6 +126,9 @@ var pgbenchPath = "/usr/bin/pgbench"
 // as it can, or at rate transactions per second when rate > 0. tag tells its logs apart from
 // another run's of the same script.
 func runPgbench(ctx context.Context, url, script string, clients, seconds int, rate float64, logDir, tag string) (PgbenchResult, error) {
+	if err := settle(ctx, url); err != nil {
+		return PgbenchResult{}, err
+	}
 	prefix := filepath.Join(logDir, strings.TrimSuffix(filepath.Base(script), ".sql")+tag)
 	threads := min(clients, 2)
 	args := []string{"-n", "-M", "simple", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(threads),

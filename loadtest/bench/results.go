@@ -303,8 +303,9 @@ func (r *Results) markdown() string {
 	p("committed transfers, and the operators' ledger proof (`storage.DB.Reconcile`) over the whole\n")
 	p("database. TPS counts committed transfers (201) per second of the load phase. \"Machine busy\" is\n")
 	p("the share of all cores not idle during the load (/proc/stat); what the server and the driver\n")
-	p("did not use went to PostgreSQL and to whatever else ran on the box. Before every load phase\n")
-	p("the API's database is `VACUUM ANALYZE`d, as `pgbench -i` leaves pgbench's tables.\n")
+	p("did not use went to PostgreSQL and to whatever else ran on the box. Every measured run,\n")
+	p("pgbench's and the API's alike, starts with its database `VACUUM ANALYZE`d and a `CHECKPOINT`,\n")
+	p("so that no run inherits another's dead rows or lands on a timed checkpoint.\n")
 	if r.Warmup {
 		p("Before the load phase of each new set of users, every payer made one unmeasured transfer\n")
 		p("(`-warmup`): the first transfer of a user in a server process verifies the PIN with argon2id\n")
