@@ -656,9 +656,12 @@ func (db *DB) CashIn(ctx context.Context, req CashInRequest) (Result, error) {
 				return err
 			}
 			iss := Party{SystemUserID(rcpt.region, SystemIssuance), rcpt.region}
-			existing, err := scanReference(tx.QueryRow(ctx, findReferenceSQL, iss.Region, iss.UserID, req.Reference))
+			existing, twin, err := db.findCashIn(ctx, tx, iss, rcpt.userID, req.Reference)
 			if err != nil {
 				return err
+			}
+			if twin != nil {
+				iss = *twin
 			}
 			hash := requestHash(TypeCashIn, req.Asset, req.Amount.String(), rcpt.userID.String(), req.Note)
 			if existing.found {
@@ -699,6 +702,53 @@ func (db *DB) CashIn(ctx context.Context, req CashInRequest) (Result, error) {
 		})
 		return res, err
 	})
+}
+
+// findCashInTwinSQL finds a cash-in of this reference to this recipient under another region's
+// issuance account.
+const findCashInTwinSQL = `
+SELECT request_hash, recipient_id FROM transactions
+WHERE region = $1 AND sender_id = $2 AND reference = $3 AND type = 'cash_in' AND recipient_id = $4`
+
+// findCashIn looks the cash-in's reference up under the issuance account of the recipient's home
+// region (iss), and, in the same round trip, under every other region's for a cash-in to the
+// same recipient (twin: the issuance account where it was found). A cash-in is homed with the
+// issuance account of the region its recipient lived in when it committed, and a relocation
+// moves the recipient but not the cash-ins it received; without the second lookup, a cash-in
+// whose answer was lost (an ambiguous commit, a timeout) and that the operator retried after the
+// recipient moved would be credited a second time. A twin to another recipient is another
+// region's use of the reference and is ignored, as it always was. On PostgreSQL the lookups run
+// after the recipient's user row is held KEY SHARE, so a relocation cannot commit between them
+// and the write; under SERIALIZABLE (CockroachDB) a concurrent twin aborts one of the two. The
+// price on CockroachDB is a point read of each other region per cash-in, an operator call, not
+// a hot path (transfers never pay it).
+func (db *DB) findCashIn(ctx context.Context, tx pgx.Tx, iss Party, recipient uuid.UUID, reference string) (refState, *Party, error) {
+	b := &pgx.Batch{}
+	b.Queue(findReferenceSQL, iss.Region, iss.UserID, reference)
+	var others []Party
+	for _, region := range db.regions.Names() {
+		if region != iss.Region {
+			o := Party{SystemUserID(region, SystemIssuance), region}
+			others = append(others, o)
+			b.Queue(findCashInTwinSQL, o.Region, o.UserID, reference, recipient)
+		}
+	}
+	br := tx.SendBatch(ctx, b)
+	defer br.Close()
+	home, err := scanReference(br.QueryRow())
+	if err != nil || home.found {
+		return home, nil, err
+	}
+	for i := range others {
+		r, err := scanReference(br.QueryRow())
+		if err != nil {
+			return r, nil, err
+		}
+		if r.found {
+			return r, &others[i], br.Close()
+		}
+	}
+	return home, nil, br.Close()
 }
 
 // CollectCashOut settles a pending cash-out: the held money leaves (pending and total go down)

@@ -217,3 +217,109 @@ func TestSettleCashOutsDuringRelocations(t *testing.T) {
 	wantBalance(t, db, Party{UserID: u.UserID, Region: home}, "AED", left.String(), left.String(), "0")
 	requireReconciled(t, db)
 }
+
+// TestCashInRetriedAfterRelocation: a cash-in whose answer the operator lost is retried, with
+// the same reference and body, after its recipient moved to another region. It is replayed, not
+// credited again; the same reference with another body to that recipient is a conflict; another
+// region's recipient may still use the reference, as references are per issuance account.
+func TestCashInRetriedAfterRelocation(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testDB(t)
+	a := newMoneyUser(t, db, "me-central1", "Rana", "Haddad")
+	c := newMoneyUser(t, db, "eu-west1", "Tom", "Reed")
+	req := CashInRequest{Recipient: Recipient{Phone: a.Phone}, Asset: "AED", Amount: dec("25"), Reference: newRef()}
+	first, err := db.CashIn(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.RelocateUser(ctx, a.UserID, "us-east1"); err != nil {
+		t.Fatal(err)
+	}
+	again, err := db.CashIn(ctx, req)
+	if err != nil {
+		t.Fatalf("retry after the relocation: %v", err)
+	}
+	if !again.Replayed || again.Transaction.ID != first.Transaction.ID {
+		t.Fatalf("retry: replayed %v, id %s, want the first cash-in %s", again.Replayed, again.Transaction.ID, first.Transaction.ID)
+	}
+	wantBalance(t, db, Party{UserID: a.UserID, Region: "us-east1"}, "AED", "25", "25", "0")
+
+	other := req
+	other.Amount = dec("26")
+	if _, err := db.CashIn(ctx, other); !errors.Is(err, ErrIdempotencyConflict) {
+		t.Fatalf("same reference, other amount, same recipient: %v, want ErrIdempotencyConflict", err)
+	}
+	toC := req
+	toC.Recipient = Recipient{Phone: c.Phone}
+	if res, err := db.CashIn(ctx, toC); err != nil || res.Replayed {
+		t.Fatalf("same reference to a recipient of another region: replayed %v, %v", res.Replayed, err)
+	}
+	wantBalance(t, db, c.Party, "AED", "25", "25", "0")
+	requireReconciled(t, db)
+}
+
+// TestCashInRetriesDuringRelocations: one cash-in is sent again and again by several operators'
+// retry loops while its recipient moves from region to region. It is credited exactly once, and
+// every answer is that one transaction.
+func TestCashInRetriesDuringRelocations(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testDB(t)
+	a := newMoneyUser(t, db, "me-central1", "Rana", "Haddad")
+	req := CashInRequest{Recipient: Recipient{UserID: a.UserID}, Asset: "AED", Amount: dec("25"), Reference: newRef()}
+
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		ids   = map[uuid.UUID]int{}
+		stop  = make(chan struct{})
+		tries atomic.Int64
+	)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				res, err := db.CashIn(ctx, req)
+				if errors.Is(err, ErrBusy) {
+					continue
+				}
+				if err != nil {
+					t.Errorf("cash-in: %v", err)
+					return
+				}
+				tries.Add(1)
+				mu.Lock()
+				ids[res.Transaction.ID]++
+				mu.Unlock()
+			}
+		}()
+	}
+	home := "me-central1"
+	for _, to := range []string{"us-east1", "eu-west1", "me-central1", "us-east1", "eu-west1"} {
+		for n := tries.Load(); tries.Load() < n+3; {
+			time.Sleep(time.Millisecond)
+		}
+		from, err := db.RelocateUser(ctx, a.UserID, to)
+		if err != nil || from != home {
+			t.Fatalf("relocate to %s: from %q, %v", to, from, err)
+		}
+		home = to
+	}
+	for n := tries.Load(); tries.Load() < n+3; {
+		time.Sleep(time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if len(ids) != 1 {
+		t.Fatalf("%d answers named %d different transactions: %v", tries.Load(), len(ids), ids)
+	}
+	wantBalance(t, db, Party{UserID: a.UserID, Region: home}, "AED", "25", "25", "0")
+	requireReconciled(t, db)
+}
