@@ -84,10 +84,11 @@ func TestRatiosComeFromOneRun(t *testing.T) {
 	half := report(1000, 0, 20000, 2, 8, 60)
 	half.TargetRate = 1000
 	r := &Results{Seconds: 20, Clients: 16,
-		Pgbench: []PgbenchResult{{Script: "transfer_random.sql", TPS: 4000, P99Ms: 10}, {Script: "transfer_hot.sql", TPS: 1400, P99Ms: 40},
+		Pgbench: []PgbenchResult{{Script: "transfer_random.sql", TPS: 4000, P99Ms: 10, Transactions: 80000, WALBytes: 80000 * 400},
+			{Script: "transfer_hot.sql", TPS: 1400, P99Ms: 40},
 			{Script: "transfer_random.sql", TPS: 2000, Rate: 2000, P50Ms: 2, P99Ms: 12}},
 		API: []APIRun{
-			{Kind: "uniform", Label: "uniform, closed loop", Report: report(3000, 30, 60000, 4, 12, 70)},
+			{Kind: "uniform", Label: "uniform, closed loop", Report: report(3000, 30, 60000, 4, 12, 70), WALBytes: 60000 * 2800},
 			{Kind: "hot", Label: "hot, closed loop", Report: report(2700, 270, 54000, 5, 50, 90)},
 			{Kind: "half", Label: "uniform, open loop", Report: half},
 		}}
@@ -103,6 +104,7 @@ func TestRatiosComeFromOneRun(t *testing.T) {
 		"API hot p99 / pgbench hot p99":                        {1.25, "met"},
 		"pgbench hot TPS / pgbench random TPS":                 {0.35, ""},
 		"pgbench p99 / p50 at half its peak rate (random, -R)": {6, ""},
+		"API uniform WAL bytes per transfer / pgbench random's": {7, ""},
 	}
 	seen := 0
 	for _, x := range r.Ratios() {
@@ -128,6 +130,8 @@ func TestRatiosComeFromOneRun(t *testing.T) {
 	}
 	if md := r2.markdown(); !strings.Contains(md, "| transfer_random.sql again, right after the API's uniform run | 2000 |") {
 		t.Errorf("markdown lacks the after run:\n%s", md)
+	} else if !strings.Contains(md, "| 10.00 | 0.00 | 400 |") || !strings.Contains(md, "| 2800 | conserved |") || !strings.Contains(md, "| 0.00 | – |") {
+		t.Errorf("markdown lacks WAL per transfer (400 and 2800 measured, a dash where not):\n%s", md)
 	}
 
 	// A target missed says so, and a missing run is "not measured", never a made-up number.

@@ -171,6 +171,17 @@ type APIRun struct {
 	Kind   string         `json:"kind"`
 	Label  string         `json:"label"`
 	Report *driver.Report `json:"report"`
+	// WALBytes is how far the cluster's WAL advanced during the load phase (from just before
+	// it to just after it; pgbench's database is idle meanwhile).
+	WALBytes int64 `json:"wal_bytes,omitempty"`
+}
+
+// WALPerTransfer is WAL bytes per committed transfer, 0 when unknown.
+func (a APIRun) WALPerTransfer() float64 {
+	if a.WALBytes <= 0 || a.Report == nil || a.Report.Committed <= 0 {
+		return 0
+	}
+	return float64(a.WALBytes) / float64(a.Report.Committed)
 }
 
 // Profile is the server's CPU profile under uniform.
@@ -268,7 +279,16 @@ func bench(ctx context.Context, o options, progress io.Writer) (*Results, error)
 		// After setup, before the load: statistics for the tables setup just filled (rather
 		// than the planner on empty ones, and autoanalyze in the middle of the run), and the
 		// same checkpoint every pgbench run starts from.
-		cfg.BeforeLoad = func(ctx context.Context) error { return settle(ctx, apiDB) }
+		var lsn0, lsn1 uint64
+		var walErr error
+		cfg.BeforeLoad = func(ctx context.Context) error {
+			if err := settle(ctx, apiDB); err != nil {
+				return err
+			}
+			lsn0, walErr = walLSN(ctx, apiDB)
+			return walErr
+		}
+		cfg.AfterLoad = func() { lsn1, walErr = walLSN(ctx, apiDB) }
 		cfg.Users, cfg.RunID = o.users, runID
 		cfg.Warmup = o.warmup && cfg.Population == nil
 		runID++
@@ -279,7 +299,11 @@ func bench(ctx context.Context, o options, progress io.Writer) (*Results, error)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w (server log: %s)", label, err, srv.LogPath)
 		}
-		res.API = append(res.API, APIRun{Kind: kind, Label: label, Report: rep})
+		run := APIRun{Kind: kind, Label: label, Report: rep}
+		if walErr == nil && lsn1 > lsn0 {
+			run.WALBytes = int64(lsn1 - lsn0)
+		}
+		res.API = append(res.API, run)
 		say("api: %s: %.0f TPS, p50 %.2f ms, p99 %.2f ms, %d errors, %.4f retries per transfer",
 			label, rep.Throughput, rep.Latency["transfer"].P50, rep.Latency["transfer"].P99, rep.Failed, rep.RetriesPerTransfer)
 		return rep, nil
@@ -407,6 +431,18 @@ func settle(ctx context.Context, url string) error {
 		}
 	}
 	return nil
+}
+
+// walLSN is the cluster's current WAL insert position, in bytes.
+func walLSN(ctx context.Context, url string) (uint64, error) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(ctx)
+	var lsn uint64
+	err = conn.QueryRow(ctx, "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint").Scan(&lsn)
+	return lsn, err
 }
 
 // createDatabase makes an empty database bench7awel_<kind>_<pid> and returns its URL and a

@@ -35,6 +35,17 @@ type PgbenchResult struct {
 	P50Ms float64 `json:"p50_ms"`
 	P99Ms float64 `json:"p99_ms"`
 	MaxMs float64 `json:"max_ms"`
+	// WALBytes is how far the cluster's WAL advanced during the run (pg_current_wal_lsn before
+	// and after; the API's database is idle meanwhile).
+	WALBytes int64 `json:"wal_bytes,omitempty"`
+}
+
+// WALPerTx is WAL bytes per committed transaction, 0 when unknown.
+func (r PgbenchResult) WALPerTx() float64 {
+	if r.WALBytes <= 0 || r.Transactions <= 0 {
+		return 0
+	}
+	return float64(r.WALBytes) / float64(r.Transactions)
 }
 
 var (
@@ -129,6 +140,10 @@ func runPgbench(ctx context.Context, url, script string, clients, seconds int, r
 	if err := settle(ctx, url); err != nil {
 		return PgbenchResult{}, err
 	}
+	lsn0, err := walLSN(ctx, url)
+	if err != nil {
+		return PgbenchResult{}, err
+	}
 	prefix := filepath.Join(logDir, strings.TrimSuffix(filepath.Base(script), ".sql")+tag)
 	threads := min(clients, 2)
 	args := []string{"-n", "-M", "simple", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(threads),
@@ -137,6 +152,10 @@ func runPgbench(ctx context.Context, url, script string, clients, seconds int, r
 		args = append(args, "-R", strconv.FormatFloat(rate, 'f', 0, 64))
 	}
 	out, err := pgbench(ctx, append(args, "-l", "--log-prefix="+prefix, "-f", script, url)...)
+	if err != nil {
+		return PgbenchResult{}, err
+	}
+	lsn1, err := walLSN(ctx, url)
 	if err != nil {
 		return PgbenchResult{}, err
 	}
@@ -154,6 +173,7 @@ func runPgbench(ctx context.Context, url, script string, clients, seconds int, r
 	}
 	r.Script, r.Clients, r.Seconds, r.Rate = filepath.Base(script), clients, seconds, rate
 	r.P50Ms, r.P99Ms, r.MaxMs = percentileUs(lat, 50), percentileUs(lat, 99), float64(lat[len(lat)-1])/1000
+	r.WALBytes = int64(lsn1 - lsn0)
 	return r, nil
 }
 

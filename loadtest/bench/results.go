@@ -139,6 +139,12 @@ func (r *Results) Ratios() []Ratio {
 		}
 		return uni.Report.Throughput / pgR.TPS, fmt.Sprintf("%.0f / %.0f", uni.Report.Throughput, pgR.TPS), true
 	})
+	add("API uniform WAL bytes per transfer / pgbench random's", "(reference: how much more each transfer writes)", nil, func() (float64, string, bool) {
+		if uni == nil || pgR == nil || uni.WALPerTransfer() == 0 || pgR.WALPerTx() == 0 {
+			return 0, "", false
+		}
+		return uni.WALPerTransfer() / pgR.WALPerTx(), fmt.Sprintf("%.0f B / %.0f B", uni.WALPerTransfer(), pgR.WALPerTx()), true
+	})
 	add("API hot TPS / API uniform TPS", "≥ 0.8", func(v float64) bool { return v >= 0.8 }, func() (float64, string, bool) {
 		if uni == nil || hot == nil || uni.Report.Throughput == 0 {
 			return 0, "", false
@@ -264,7 +270,7 @@ func (r *Results) markdown() string {
 		p("| %s | **%.3f** | %s | %s | %s |\n", x.Name, x.Value, x.From, x.Target, x.verdict())
 	}
 	p("\n## pgbench (SQL baseline: `loadtest/bench/transfer_*.sql`, `-M simple`, 10,000 accounts, `--max-tries=10`)\n\n")
-	p("| script | TPS | transactions | failed | retries | avg ms | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|---|---|---|---|\n")
+	p("| script | TPS | transactions | failed | retries | avg ms | p50 ms | p99 ms | max ms | WAL B/transfer |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, x := range r.Pgbench {
 		script := x.Script
 		switch {
@@ -273,10 +279,10 @@ func (r *Results) markdown() string {
 		case x.Rate > 0:
 			script = fmt.Sprintf("%s at %.0f/s (-R, latency from the scheduled start)", x.Script, x.Rate)
 		}
-		p("| %s | %.0f | %d | %d | %d | %.2f | %.2f | %.2f | %.2f |\n", script, x.TPS, x.Transactions, x.Failed, x.Retries, x.LatencyAvgMs, x.P50Ms, x.P99Ms, x.MaxMs)
+		p("| %s | %.0f | %d | %d | %d | %.2f | %.2f | %.2f | %.2f | %s |\n", script, x.TPS, x.Transactions, x.Failed, x.Retries, x.LatencyAvgMs, x.P50Ms, x.P99Ms, x.MaxMs, walCell(x.WALPerTx()))
 	}
 	p("\n## API (the Go driver, `loadtest/driver`, scenarios of `loadtest/scenarios`)\n\n")
-	p("| run | TPS | committed | errors | retries/transfer | p50 ms | p90 ms | p99 ms | max ms | dropped | peak RSS MiB | machine busy | server CPU ms/transfer | driver CPU ms/transfer | money |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	p("| run | TPS | committed | errors | retries/transfer | p50 ms | p90 ms | p99 ms | max ms | dropped | peak RSS MiB | machine busy | server CPU ms/transfer | driver CPU ms/transfer | WAL B/transfer | money |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, a := range r.API {
 		rep := a.Report
 		l := rep.Latency["transfer"]
@@ -284,10 +290,10 @@ func (r *Results) markdown() string {
 		if !rep.Conservation.OK {
 			money = "NOT CONSERVED"
 		}
-		p("| %s (%d users%s) | %.0f | %d | %d | %.4f | %.2f | %.2f | %.2f | %.2f | %d | %.1f | %.0f %% | %.3f | %.3f | %s |\n", a.Label, rep.Users,
+		p("| %s (%d users%s) | %.0f | %d | %d | %.4f | %.2f | %.2f | %.2f | %.2f | %d | %.1f | %.0f %% | %.3f | %.3f | %s | %s |\n", a.Label, rep.Users,
 			map[bool]string{true: fmt.Sprintf(", %d merchant", rep.Merchants), false: ""}[rep.Merchants > 0],
 			rep.Throughput, rep.Committed, rep.Failed, rep.RetriesPerTransfer, l.P50, l.P90, l.P99, l.Max, rep.Dropped, rep.Memory.PeakMiB(),
-			rep.CPU.MachineBusy*100, rep.CPU.ServerMsPerOp, rep.CPU.DriverMsPerOp, money)
+			rep.CPU.MachineBusy*100, rep.CPU.ServerMsPerOp, rep.CPU.DriverMsPerOp, walCell(a.WALPerTransfer()), money)
 	}
 	var errLines []string
 	for _, a := range r.API {
@@ -379,4 +385,12 @@ func trimPprof(s string, n int) string {
 		}
 	}
 	return strings.Join(out, "\n") + "\n"
+}
+
+// walCell is a WAL-per-transfer figure for a table, or a dash when it was not measured.
+func walCell(v float64) string {
+	if v <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f", v)
 }

@@ -95,6 +95,9 @@ type Config struct {
 	// OnLoad, when set, is called as the load phase starts (after setup), e.g. to start a
 	// CPU profile of the server that leaves setup out.
 	OnLoad func()
+	// AfterLoad, when set, is called as soon as the load phase ends, before the teardown's
+	// reads (the bench reads the database's WAL position here).
+	AfterLoad func()
 }
 
 // maxUsers is what the phone numbering gives a run: NNNN.
@@ -390,6 +393,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cpu0 := markCPU(p.cfg.ServerPID)
 	st, elapsed, started, dropped := r.load(ctx)
 	cpu1 := markCPU(p.cfg.ServerPID)
+	if p.cfg.AfterLoad != nil {
+		p.cfg.AfterLoad()
+	}
 	rep.Memory = mem.stop()
 	if ctx.Err() != nil {
 		return rep, ctx.Err()
