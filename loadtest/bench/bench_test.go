@@ -96,14 +96,14 @@ func TestRatiosComeFromOneRun(t *testing.T) {
 		v   float64
 		met string
 	}{
-		"API uniform TPS / pgbench random TPS":                 {0.75, "met"},
-		"API hot TPS / API uniform TPS":                        {0.9, "met"},
-		"retries per committed transfer, hot":                  {0.005, "met"},
-		"p99 / p50 at half the peak rate (uniform, open loop)": {4, "met"},
-		"server peak RSS, MiB":                                 {90, "met"},
-		"API hot p99 / pgbench hot p99":                        {1.25, "met"},
-		"pgbench hot TPS / pgbench random TPS":                 {0.35, ""},
-		"pgbench p99 / p50 at half its peak rate (random, -R)": {6, ""},
+		"API uniform TPS / pgbench random TPS":                  {0.75, "met"},
+		"API hot TPS / API uniform TPS":                         {0.9, "met"},
+		"retries per committed transfer, hot":                   {0.005, "met"},
+		"p99 / p50 at half the peak rate (uniform, open loop)":  {4, "met"},
+		"server peak RSS, MiB":                                  {90, "met"},
+		"API hot p99 / pgbench hot p99":                         {1.25, "met"},
+		"pgbench hot TPS / pgbench random TPS":                  {0.35, ""},
+		"pgbench p99 / p50 at half its peak rate (random, -R)":  {6, ""},
 		"API uniform WAL bytes per transfer / pgbench random's": {7, ""},
 	}
 	seen := 0
