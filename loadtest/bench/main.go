@@ -276,21 +276,27 @@ func bench(ctx context.Context, o options, progress io.Writer) (*Results, error)
 	drive := func(kind, label string, cfg driver.Config) (*driver.Report, error) {
 		cfg.BaseURL, cfg.OpsKey, cfg.ServerPID, cfg.Progress = srv.Base, srv.OpsKey, srv.Pid(), progress
 		cfg.Reconcile = reconcile
-		// After setup, before the load: statistics for the tables setup just filled (rather
+		// After setup, before the warm-up: statistics for the tables setup just filled (rather
 		// than the planner on empty ones, and autoanalyze in the middle of the run), and the
-		// same checkpoint every pgbench run starts from.
+		// same checkpoint every pgbench run starts from; then the warm-up, like pgbench's,
+		// takes the first writes after it.
 		var lsn0, lsn1 uint64
 		var walErr error
-		cfg.BeforeLoad = func(ctx context.Context) error {
-			if err := settle(ctx, apiDB); err != nil {
-				return err
-			}
+		cfg.BeforeLoad = func(ctx context.Context) error { return settle(ctx, apiDB) }
+		onLoad := cfg.OnLoad
+		cfg.OnLoad = func() {
 			lsn0, walErr = walLSN(ctx, apiDB)
-			return walErr
+			if onLoad != nil {
+				onLoad()
+			}
 		}
-		cfg.AfterLoad = func() { lsn1, walErr = walLSN(ctx, apiDB) }
+		cfg.AfterLoad = func() {
+			if walErr == nil {
+				lsn1, walErr = walLSN(ctx, apiDB)
+			}
+		}
 		cfg.Users, cfg.RunID = o.users, runID
-		cfg.Warmup = o.warmup && cfg.Population == nil
+		cfg.Warmup = o.warmup
 		runID++
 		say("api: %s", label)
 		dctx, cancel := context.WithTimeout(ctx, phaseTimeout(o.seconds))

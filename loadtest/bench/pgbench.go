@@ -133,12 +133,21 @@ func pgbench(ctx context.Context, args ...string) (string, error) {
 
 var pgbenchPath = "/usr/bin/pgbench"
 
+// pgbenchWarmupSeconds is the unmeasured run before each measured one.
+const pgbenchWarmupSeconds = 3
+
 // runPgbench initialises nothing: it runs one script against an initialised database, as fast
 // as it can, or at rate transactions per second when rate > 0. tag tells its logs apart from
 // another run's of the same script.
 func runPgbench(ctx context.Context, url, script string, clients, seconds int, rate float64, logDir, tag string) (PgbenchResult, error) {
 	if err := settle(ctx, url); err != nil {
 		return PgbenchResult{}, err
+	}
+	// The warm-up after the checkpoint, as the API's runs have theirs: the same script at full
+	// speed, unmeasured, long enough to touch every account's page once.
+	if _, err := pgbench(ctx, "-n", "-M", "simple", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(clients, 2)),
+		"-T", strconv.Itoa(pgbenchWarmupSeconds), "-D", "naccounts=10000", "--max-tries=10", "-f", script, url); err != nil {
+		return PgbenchResult{}, fmt.Errorf("warm-up: %w", err)
 	}
 	lsn0, err := walLSN(ctx, url)
 	if err != nil {

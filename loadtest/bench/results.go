@@ -310,13 +310,16 @@ func (r *Results) markdown() string {
 	p("database. TPS counts committed transfers (201) per second of the load phase. \"Machine busy\" is\n")
 	p("the share of all cores not idle during the load (/proc/stat); what the server and the driver\n")
 	p("did not use went to PostgreSQL and to whatever else ran on the box. Every measured run,\n")
-	p("pgbench's and the API's alike, starts with its database `VACUUM ANALYZE`d and a `CHECKPOINT`,\n")
-	p("so that no run inherits another's dead rows or lands on a timed checkpoint.\n")
+	p("pgbench's and the API's alike, starts with its database `VACUUM ANALYZE`d, a `CHECKPOINT`\n")
+	p("and an unmeasured warm-up (pgbench: the same script for 3 s; the API: one transfer per payer),\n")
+	p("so that no run inherits another's dead rows or lands on a timed checkpoint, and the first\n")
+	p("writes after the checkpoint (full-page images) fall in the warm-up. WAL B/transfer is how far\n")
+	p("the cluster's WAL advanced during the load phase, over its committed transfers.\n")
 	if r.Warmup {
-		p("Before the load phase of each new set of users, every payer made one unmeasured transfer\n")
-		p("(`-warmup`): the first transfer of a user in a server process verifies the PIN with argon2id\n")
-		p("(~30 ms of CPU), later ones hit the verified-PIN cache, so without it a 20 s run of 500 users\n")
-		p("measures mostly cold caches. The half-rate and profile runs reuse the `uniform` users.\n")
+		p("Before the load phase of every run, every payer made one unmeasured transfer (`-warmup`):\n")
+		p("the first transfer of a user in a server process verifies the PIN with argon2id (~30 ms of\n")
+		p("CPU), later ones hit the verified-PIN cache, so without it a 20 s run of 500 users measures\n")
+		p("mostly cold caches. The half-rate and profile runs reuse the `uniform` users.\n")
 		for _, a := range r.API {
 			if a.Report.WarmupTransfers > 0 {
 				p("- warm-up before %s: %d transfers in %.1f s (8 at a time)\n", a.Label, a.Report.WarmupTransfers, a.Report.WarmupSeconds)

@@ -88,9 +88,9 @@ type Config struct {
 	// setup only reads their balances instead of signing them up and funding them again.
 	// Report.Population gives it. Tokens are not refreshed, so reuse within minutes.
 	Population *Population
-	// BeforeLoad, when set, runs after setup and warm-up, before the load phase (the bench
-	// analyzes the freshly filled database here, as pgbench -i does for its tables); an
-	// error stops the run.
+	// BeforeLoad, when set, runs after setup, before the warm-up and the load phase (the
+	// bench analyzes the freshly filled database and checkpoints here, so that the warm-up,
+	// not the load, pays the first writes after the checkpoint); an error stops the run.
 	BeforeLoad func(ctx context.Context) error
 	// OnLoad, when set, is called as the load phase starts (after setup), e.g. to start a
 	// CPU profile of the server that leaves setup out.
@@ -373,6 +373,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep.Population = &Population{users: r.all, payers: len(r.payers), assets: r.assets, funding: p.def.Funding}
 	rep.SetupSeconds = round3(time.Since(setupStart).Seconds())
+	if p.cfg.BeforeLoad != nil {
+		if err := p.cfg.BeforeLoad(ctx); err != nil {
+			return rep, fmt.Errorf("driver: before the load: %w", err)
+		}
+	}
 	var warm []move
 	if p.cfg.Warmup && p.def.Amount != "" {
 		warmStart := time.Now()
@@ -383,11 +388,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.WarmupSeconds = round3(time.Since(warmStart).Seconds())
 	}
 
-	if p.cfg.BeforeLoad != nil {
-		if err := p.cfg.BeforeLoad(ctx); err != nil {
-			return rep, fmt.Errorf("driver: before the load: %w", err)
-		}
-	}
 	mem := newMemSampler(p.cfg.ServerPID, p.cfg.MetricsURL, r.c.http)
 	mem.start(ctx)
 	cpu0 := markCPU(p.cfg.ServerPID)
