@@ -23,7 +23,8 @@ import (
 // concurrent use.
 type Client struct {
 	base   string
-	http   *http.Client
+	http   *http.Client // for URLs outside the API (the server's /metrics)
+	conns  *connPool    // the API's requests (conn.go)
 	opsKey string
 	pin    string
 	// retries is how many times a request whose connection failed is sent again.
@@ -33,6 +34,7 @@ type Client struct {
 	// server answers 503 only when its transaction was rolled back. The load phase's client
 	// never waits: there a 503 is a failure to report.
 	patient bool
+	connErr error // a base URL the connection pool cannot serve
 }
 
 // Patient returns a client that waits out 503 answers (see Client.patient), sharing the
@@ -54,8 +56,43 @@ func NewClient(base, opsKey, pin string, conns int, timeout time.Duration) *Clie
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
 	}
-	return &Client{base: strings.TrimRight(base, "/"), http: &http.Client{Transport: tr, Timeout: timeout},
+	c := &Client{base: strings.TrimRight(base, "/"), http: &http.Client{Transport: tr, Timeout: timeout},
 		opsKey: opsKey, pin: pin, retries: 2}
+	if strings.HasPrefix(c.base, "http://") {
+		c.conns, c.connErr = newConnPool(c.base, conns+8, timeout)
+	}
+	return c
+}
+
+// roundTrip sends one request through the driver's own pool (http:// targets) or net/http
+// (https://, only with AllowRemote).
+func (c *Client) roundTrip(ctx context.Context, method, path string, hdr []string, body []byte) (int, http.Header, []byte, error) {
+	if c.conns != nil {
+		return c.conns.roundTrip(ctx, method, path, hdr, body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	for _, h := range hdr {
+		k, v, _ := strings.Cut(h, ": ")
+		req.Header.Set(k, v)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, data, err
+}
+
+// Close drops the client's idle connections.
+func (c *Client) Close() {
+	if c.conns != nil {
+		c.conns.close()
+	}
+	c.http.CloseIdleConnections()
 }
 
 // Response is one answer, after any transport retries.
@@ -157,6 +194,20 @@ func (c *Client) do(ctx context.Context, r request) (*Response, error) {
 			return nil, err
 		}
 	}
+	if c.connErr != nil {
+		return nil, c.connErr
+	}
+	hdr := make([]string, 0, 4)
+	hdr = append(hdr, "Accept: application/json")
+	if payload != nil {
+		hdr = append(hdr, "Content-Type: application/json")
+	}
+	if r.token != "" {
+		hdr = append(hdr, "Authorization: Bearer "+r.token)
+	}
+	if r.ops {
+		hdr = append(hdr, "X-Ops-Key: "+c.opsKey)
+	}
 	attempts := 1
 	if r.idempotent {
 		attempts += c.retries
@@ -173,21 +224,7 @@ func (c *Client) do(ctx context.Context, r request) (*Response, error) {
 				return nil, &TransportError{r.method, r.path, a, ctx.Err()}
 			}
 		}
-		req, err := http.NewRequestWithContext(ctx, r.method, c.base+r.path, bytes.NewReader(payload))
-		if err != nil {
-			return nil, err
-		}
-		req.Header.Set("Accept", "application/json")
-		if payload != nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		if r.token != "" {
-			req.Header.Set("Authorization", "Bearer "+r.token)
-		}
-		if r.ops {
-			req.Header.Set("X-Ops-Key", c.opsKey)
-		}
-		resp, err := c.http.Do(req)
+		status, header, body, err := c.roundTrip(ctx, r.method, r.path, hdr, payload)
 		if err != nil {
 			lastErr = err
 			if ctx.Err() != nil {
@@ -195,15 +232,9 @@ func (c *Client) do(ctx context.Context, r request) (*Response, error) {
 			}
 			continue
 		}
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		if c.patient && resp.StatusCode == http.StatusServiceUnavailable && busy < busyRetries {
+		if c.patient && status == http.StatusServiceUnavailable && busy < busyRetries {
 			select {
-			case <-time.After(retryAfter(resp.Header, busy)):
+			case <-time.After(retryAfter(header, busy)):
 			case <-ctx.Done():
 				return nil, &TransportError{r.method, r.path, a + 1, ctx.Err()}
 			}
@@ -211,7 +242,7 @@ func (c *Client) do(ctx context.Context, r request) (*Response, error) {
 			a-- // a busy answer is not a transport failure: it does not use up those retries
 			continue
 		}
-		return &Response{Status: resp.StatusCode, Header: resp.Header, Body: body,
+		return &Response{Status: status, Header: header, Body: body,
 			Latency: time.Since(start), TransportRetries: a}, nil
 	}
 	return nil, &TransportError{r.method, r.path, attempts, lastErr}

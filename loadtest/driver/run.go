@@ -335,6 +335,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	r := &runner{p: p, c: NewClient(p.cfg.BaseURL, p.cfg.OpsKey, p.cfg.PIN, p.workers+p.cfg.SetupWorkers, p.cfg.Timeout),
 		assets: p.def.Assets}
+	defer r.c.Close()
 	r.sc = r.c.Patient()
 	if p.def.Amount != "" {
 		if r.amount, err = decimal.NewFromString(p.def.Amount); err != nil {
