@@ -717,7 +717,9 @@ WHERE region = $1 AND sender_id = $2 AND reference = $3 AND type = 'cash_in' AND
 // moves the recipient but not the cash-ins it received; without the second lookup, a cash-in
 // whose answer was lost (an ambiguous commit, a timeout) and that the operator retried after the
 // recipient moved would be credited a second time. A twin to another recipient is another
-// region's use of the reference and is ignored, as it always was. On PostgreSQL the lookups run
+// region's use of the reference and is ignored, as it always was; a twin to this recipient wins
+// over a home row of another recipient (the reference used again in the new home after the
+// move), so that the retry is still replayed rather than refused as a conflict. On PostgreSQL the lookups run
 // after the recipient's user row is held KEY SHARE, so a relocation cannot commit between them
 // and the write; under SERIALIZABLE (CockroachDB) a concurrent twin aborts one of the two. The
 // price on CockroachDB is a point read of each other region per cash-in, an operator call, not
@@ -736,19 +738,30 @@ func (db *DB) findCashIn(ctx context.Context, tx pgx.Tx, iss Party, recipient uu
 	br := tx.SendBatch(ctx, b)
 	defer br.Close()
 	home, err := scanReference(br.QueryRow())
-	if err != nil || home.found {
+	if err != nil {
 		return home, nil, err
 	}
+	var twin *Party
+	var found refState
 	for i := range others {
 		r, err := scanReference(br.QueryRow())
 		if err != nil {
 			return r, nil, err
 		}
-		if r.found {
-			return r, &others[i], br.Close()
+		if r.found && twin == nil {
+			found, twin = r, &others[i]
 		}
 	}
-	return home, nil, br.Close()
+	if err := br.Close(); err != nil {
+		return home, nil, err
+	}
+	// The home row wins when it is this recipient's; a twin to this recipient wins over a home
+	// row of another recipient (the reference was used again in the new home after the move:
+	// the retry is still this recipient's cash-in, not a conflict).
+	if twin != nil && (!home.found || home.recipient == nil || *home.recipient != recipient) {
+		return found, twin, nil
+	}
+	return home, nil, nil
 }
 
 // CollectCashOut settles a pending cash-out: the held money leaves (pending and total go down)

@@ -256,6 +256,20 @@ func TestCashInRetriedAfterRelocation(t *testing.T) {
 		t.Fatalf("same reference to a recipient of another region: replayed %v, %v", res.Replayed, err)
 	}
 	wantBalance(t, db, c.Party, "AED", "25", "25", "0")
+
+	// The reference used again in the recipient's new home, for someone else there: allowed
+	// (another issuance account), and the first recipient's retry is still a replay.
+	d := newMoneyUser(t, db, "us-east1", "Dana", "Nasser")
+	toD := req
+	toD.Recipient = Recipient{Phone: d.Phone}
+	if res, err := db.CashIn(ctx, toD); err != nil || res.Replayed {
+		t.Fatalf("same reference to a recipient of the new home: replayed %v, %v", res.Replayed, err)
+	}
+	if again, err := db.CashIn(ctx, req); err != nil || !again.Replayed || again.Transaction.ID != first.Transaction.ID {
+		t.Fatalf("retry after the reference was used in the new home: %+v, %v", again, err)
+	}
+	wantBalance(t, db, Party{UserID: a.UserID, Region: "us-east1"}, "AED", "25", "25", "0")
+	wantBalance(t, db, d.Party, "AED", "25", "25", "0")
 	requireReconciled(t, db)
 }
 
@@ -275,11 +289,26 @@ func TestCashInRetriesDuringRelocations(t *testing.T) {
 		ids   = map[uuid.UUID]int{}
 		stop  = make(chan struct{})
 		tries atomic.Int64
+		alive atomic.Int64
 	)
+	stopped := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	t.Cleanup(stopped) // a failed assertion below still stops the workers
+	// waitTries waits for n more answers while a worker still runs.
+	waitTries := func(n int64) {
+		deadline := time.Now().Add(30 * time.Second)
+		for want := tries.Load() + n; tries.Load() < want; {
+			if alive.Load() == 0 || time.Now().After(deadline) {
+				t.Fatalf("no answers: %d workers running, %d answers", alive.Load(), tries.Load())
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
 	for range 4 {
+		alive.Add(1)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer alive.Add(-1)
 			for {
 				select {
 				case <-stop:
@@ -303,20 +332,15 @@ func TestCashInRetriesDuringRelocations(t *testing.T) {
 	}
 	home := "me-central1"
 	for _, to := range []string{"us-east1", "eu-west1", "me-central1", "us-east1", "eu-west1"} {
-		for n := tries.Load(); tries.Load() < n+3; {
-			time.Sleep(time.Millisecond)
-		}
+		waitTries(3)
 		from, err := db.RelocateUser(ctx, a.UserID, to)
 		if err != nil || from != home {
 			t.Fatalf("relocate to %s: from %q, %v", to, from, err)
 		}
 		home = to
 	}
-	for n := tries.Load(); tries.Load() < n+3; {
-		time.Sleep(time.Millisecond)
-	}
-	close(stop)
-	wg.Wait()
+	waitTries(3)
+	stopped()
 	if len(ids) != 1 {
 		t.Fatalf("%d answers named %d different transactions: %v", tries.Load(), len(ids), ids)
 	}
