@@ -529,8 +529,13 @@ func pgUUID(id uuid.UUID) pgtype.UUID { return pgtype.UUID{Bytes: id, Valid: tru
 // best plan does not depend on the values. Measured with the driver's uniform scenario (16
 // clients, 20 s, runs alternated on this machine): 1336 vs 1207 and 1515 vs 1378 transfers/s,
 // about 10 % more, all of it PostgreSQL's CPU. LOCAL: it ends with the batch's transaction, so
-// the pool's other statements (history and its filters) keep the default.
-const genericPlansSQL = "SET LOCAL plan_cache_mode = force_generic_plan"
+// the pool's other statements keep the default; within the batch, the history query that reads
+// a replay's view (whose best plan may depend on the sender's history) runs after
+// defaultPlansSQL.
+const (
+	genericPlansSQL = "SET LOCAL plan_cache_mode = force_generic_plan"
+	defaultPlansSQL = "SET LOCAL plan_cache_mode = auto"
+)
 
 // last_activity is marked at most once a minute, as SessionLive does.
 const touchSessionSQL = `
@@ -731,6 +736,9 @@ func (db *DB) transferBatchAttempt(ctx context.Context, items []*transferItem) (
 	// A fresh transfer's answer is built here from what the batch wrote (transferView); only
 	// replays read theirs back, through the history query.
 	views := replays
+	if len(views) > 0 {
+		b.Queue(defaultPlansSQL)
+	}
 	for _, i := range views {
 		q, args := historyQuery(items[i].req.Sender, HistoryFilter{Reference: items[i].req.Reference, Limit: 1})
 		b.Queue(q, args...)
@@ -764,6 +772,11 @@ func (db *DB) transferBatchAttempt(ctx context.Context, items []*transferItem) (
 				if _, err := br.Exec(); err != nil {
 					return fmt.Errorf("session activity: %w", err)
 				}
+			}
+		}
+		if len(views) > 0 {
+			if _, err := br.Exec(); err != nil {
+				return err
 			}
 		}
 		for _, i := range views {

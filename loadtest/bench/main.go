@@ -83,7 +83,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.scripts, "scripts", "loadtest/bench", "directory of transfer_random.sql and transfer_hot.sql")
 	fs.BoolVar(&o.profile, "profile", true, "profile the server's CPU under uniform and list the top costs")
 	fs.BoolVar(&o.halfRate, "half-rate", true, "run uniform open-loop at half the peak rate, for p99/p50")
-	fs.BoolVar(&o.warmup, "warmup", true, "one unmeasured transfer per payer before each new population's load (steady state: warm PIN cache)")
+	fs.BoolVar(&o.warmup, "warmup", true, "one unmeasured transfer per payer before every run's load, after its checkpoint (steady state: warm PIN cache)")
 	var render string
 	fs.StringVar(&render, "render", "", "only write -out again from a -json file of an earlier run (no measurement)")
 	if err := fs.Parse(args); err != nil {

@@ -45,10 +45,12 @@ func machine(ctx context.Context, pgURL, server string) Machine {
 	if conn, err := pgx.Connect(ctx, pgURL); err == nil {
 		defer conn.Close(ctx)
 		_ = conn.QueryRow(ctx, "SELECT version()").Scan(&m.PostgreSQL)
-		var fsync, syncCommit, sharedBuffers, maxConn string
-		_ = conn.QueryRow(ctx, "SELECT current_setting('fsync'), current_setting('synchronous_commit'), current_setting('shared_buffers'), current_setting('max_connections')").
-			Scan(&fsync, &syncCommit, &sharedBuffers, &maxConn)
-		m.PGSettings = fmt.Sprintf("fsync=%s synchronous_commit=%s shared_buffers=%s max_connections=%s", fsync, syncCommit, sharedBuffers, maxConn)
+		var fsync, syncCommit, sharedBuffers, maxConn, autovacuum, ckptTimeout, maxWAL string
+		_ = conn.QueryRow(ctx, `SELECT current_setting('fsync'), current_setting('synchronous_commit'), current_setting('shared_buffers'),
+       current_setting('max_connections'), current_setting('autovacuum'), current_setting('checkpoint_timeout'), current_setting('max_wal_size')`).
+			Scan(&fsync, &syncCommit, &sharedBuffers, &maxConn, &autovacuum, &ckptTimeout, &maxWAL)
+		m.PGSettings = fmt.Sprintf("fsync=%s synchronous_commit=%s shared_buffers=%s max_connections=%s autovacuum=%s checkpoint_timeout=%s max_wal_size=%s",
+			fsync, syncCommit, sharedBuffers, maxConn, autovacuum, ckptTimeout, maxWAL)
 	}
 	return m
 }
@@ -310,11 +312,17 @@ func (r *Results) markdown() string {
 	p("database. TPS counts committed transfers (201) per second of the load phase. \"Machine busy\" is\n")
 	p("the share of all cores not idle during the load (/proc/stat); what the server and the driver\n")
 	p("did not use went to PostgreSQL and to whatever else ran on the box. Every measured run,\n")
-	p("pgbench's and the API's alike, starts with its database `VACUUM ANALYZE`d, a `CHECKPOINT`\n")
-	p("and an unmeasured warm-up (pgbench: the same script for 3 s; the API: one transfer per payer),\n")
-	p("so that no run inherits another's dead rows or lands on a timed checkpoint, and the first\n")
-	p("writes after the checkpoint (full-page images) fall in the warm-up. WAL B/transfer is how far\n")
-	p("the cluster's WAL advanced during the load phase, over its committed transfers.\n")
+	p("pgbench's and the API's alike, starts with its database `VACUUM ANALYZE`d and a `CHECKPOINT`\n")
+	p("(with autovacuum off, as above, nothing else vacuums), then an unmeasured warm-up (pgbench: the\n")
+	if r.Warmup {
+		p("same script for 3 s; the API: one transfer per payer), so that no run inherits another's dead\n")
+	} else {
+		p("same script for 3 s; the API: none, `-warmup=false`), so that no run inherits another's dead\n")
+	}
+	p("rows or lands on a timed checkpoint, and most first writes after the checkpoint (full-page\n")
+	p("images) fall in the warm-up (not all: index pages keyed by random ids keep taking theirs in\n")
+	p("the load). WAL B/transfer is how far the cluster's WAL advanced during the load phase, over\n")
+	p("its committed transfers; the other database is idle meanwhile.\n")
 	if r.Warmup {
 		p("Before the load phase of every run, every payer made one unmeasured transfer (`-warmup`):\n")
 		p("the first transfer of a user in a server process verifies the PIN with argon2id (~30 ms of\n")

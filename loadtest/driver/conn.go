@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -29,6 +30,7 @@ import (
 type connPool struct {
 	host    string // host:port
 	hostHdr string // the Host header
+	prefix  string // the base URL's path, before every request's
 	timeout time.Duration
 	dialer  net.Dialer
 
@@ -61,7 +63,7 @@ func newConnPool(base string, maxIdle int, timeout time.Duration) (*connPool, er
 	if u.Port() == "" {
 		host = net.JoinHostPort(u.Hostname(), "80")
 	}
-	return &connPool{host: host, hostHdr: u.Host, timeout: timeout, max: maxIdle,
+	return &connPool{host: host, hostHdr: u.Host, prefix: strings.TrimRight(u.EscapedPath(), "/"), timeout: timeout, max: maxIdle,
 		dialer: net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}}, nil
 }
 
@@ -138,6 +140,7 @@ func (p *connPool) roundTrip(ctx context.Context, method, path string, hdr []str
 	b := pc.buf[:0]
 	b = append(b, method...)
 	b = append(b, ' ')
+	b = append(b, p.prefix...)
 	b = append(b, path...)
 	b = append(b, " HTTP/1.1\r\nHost: "...)
 	b = append(b, p.hostHdr...)

@@ -38,6 +38,8 @@ func TestConnPool(t *testing.T) {
 			io.WriteString(w, "bye")
 		case "/slow":
 			<-release
+		default:
+			w.Header().Set("X-Path", r.URL.Path)
 		}
 	}))
 	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
@@ -120,6 +122,16 @@ func TestConnPool(t *testing.T) {
 		}
 	case <-time.After(3 * time.Second):
 		t.Fatal("a cancelled request did not return")
+	}
+
+	// A base URL with a path (the API behind a prefix) keeps it.
+	pp, err := newConnPool(srv.URL+"/pre/", 1, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pp.close()
+	if _, h, _, err := pp.roundTrip(ctx, "GET", "/path", nil, nil); err != nil || h.Get("X-Path") != "/pre/path" {
+		t.Fatalf("base path: %q, %v", h.Get("X-Path"), err)
 	}
 
 	if _, err := newConnPool("https://example.com", 1, time.Second); err == nil {
