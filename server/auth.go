@@ -126,15 +126,21 @@ func (s *Server) authedLive(fn handlerFunc) handlerFunc {
 			return err
 		}
 		if err := s.db.SessionLive(r.Context(), p.Region, p.UserID, p.SessionID, iat); err != nil {
-			if errors.Is(err, storage.ErrSessionRevoked) {
-				return &Error{Status: http.StatusUnauthorized, Code: "unauthorized",
-					Detail: "This session has ended; sign in again.", Err: err}
-			}
-			return err
+			return sessionProblem(err)
 		}
 		r = s.withClient(r, "")
 		return fn(w, r.WithContext(withPrincipal(r.Context(), p)))
 	}
+}
+
+// sessionProblem is what a failed session check answers: 401 for a session that has ended;
+// other errors (a suspended account, the database) as they are.
+func sessionProblem(err error) error {
+	if errors.Is(err, storage.ErrSessionRevoked) {
+		return &Error{Status: http.StatusUnauthorized, Code: "unauthorized",
+			Detail: "This session has ended; sign in again.", Err: err}
+	}
+	return err
 }
 
 // tokensResponse is `tokens` of api.md.

@@ -170,8 +170,33 @@ func (s *Server) authedMovement(fn handlerFunc) handlerFunc {
 		}
 		r = s.withClient(r, "")
 		ctx := context.WithValue(withPrincipal(r.Context(), p), issuedAtKey{}, iat)
-		return fn(w, r.WithContext(ctx))
+		err = fn(w, r.WithContext(ctx))
+		if err != nil && refusedBeforeMovement(err) {
+			// The request was refused before the movement, which is where the session is
+			// checked: an ended session still answers 401, as on every authedLive call, and not
+			// the body's problem. One lookup, on this error path only; if the lookup itself
+			// fails, the refusal stands.
+			lerr := s.db.SessionLive(ctx, p.Region, p.UserID, p.SessionID, iat)
+			if errors.Is(lerr, storage.ErrSessionRevoked) || errors.Is(lerr, storage.ErrAccountSuspended) {
+				return sessionProblem(lerr)
+			}
+		}
+		return err
 	}
+}
+
+// refusedBeforeMovement says whether a movement handler's error is a refusal of the request
+// itself (its body, its headers, a malformed PIN): answers the movement's own session check
+// never saw.
+func refusedBeforeMovement(err error) bool {
+	var e *Error
+	if errors.As(err, &e) {
+		switch e.Status {
+		case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity:
+			return true
+		}
+	}
+	return errors.Is(err, storage.ErrInvalidPIN)
 }
 
 // movementAuth is what a movement behind authedMovement checks with itself: the session of the

@@ -91,5 +91,18 @@ func testMovementAuth(t *testing.T, env *testEnv, path string, body func(recipie
 		t.Fatalf("logout: %d %s", r.Status, r.Body)
 	}
 	wantProblem(t, send(accessC2, "729461"), http.StatusUnauthorized, "unauthorized")
+	// An ended session is told so even when its request is refused before the movement: a
+	// malformed body, a malformed PIN, a missing field.
+	b := body(userB)
+	b["reference"], b["pin"], b["amount"] = uuid.NewString(), "729461", "abc"
+	wantProblem(t, env.do("POST", path, b, bearer(accessC2)...), http.StatusUnauthorized, "unauthorized")
+	wantProblem(t, send(accessC2, "12"), http.StatusUnauthorized, "unauthorized")
+	wantProblem(t, env.do("POST", path, map[string]string{"pin": "729461"}, bearer(accessC2)...), http.StatusUnauthorized, "unauthorized")
 	wantAvailable(t, env, accessC2, "AED", "98.00") // reads trust the unexpired token
+	// A live session gets the request's own problem.
+	b = body(userB)
+	b["reference"], b["pin"], b["amount"] = uuid.NewString(), testPIN, "abc"
+	if r := env.do("POST", path, b, bearer(accessA)...); r.Status != http.StatusBadRequest && r.Status != http.StatusUnprocessableEntity {
+		t.Errorf("malformed amount from a live session: %d %s", r.Status, r.Body)
+	}
 }
