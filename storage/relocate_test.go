@@ -250,26 +250,27 @@ func TestCashInRetriedAfterRelocation(t *testing.T) {
 	if _, err := db.CashIn(ctx, other); !errors.Is(err, ErrIdempotencyConflict) {
 		t.Fatalf("same reference, other amount, same recipient: %v, want ErrIdempotencyConflict", err)
 	}
-	toC := req
-	toC.Recipient = Recipient{Phone: c.Phone}
-	if res, err := db.CashIn(ctx, toC); err != nil || res.Replayed {
-		t.Fatalf("same reference to a recipient of another region: replayed %v, %v", res.Replayed, err)
+	// cashInTo sends the reference to u, whose region's issuance account has not used it: a
+	// new credit, not a replay.
+	cashInTo := func(u moneyUser, where string) {
+		t.Helper()
+		r := req
+		r.Recipient = Recipient{Phone: u.Phone}
+		if res, err := db.CashIn(ctx, r); err != nil || res.Replayed {
+			t.Fatalf("same reference to a recipient of %s: replayed %v, %v", where, res.Replayed, err)
+		}
+		wantBalance(t, db, u.Party, "AED", "25", "25", "0")
 	}
-	wantBalance(t, db, c.Party, "AED", "25", "25", "0")
+	cashInTo(c, "another region")
 
 	// The reference used again in the recipient's new home, for someone else there: allowed
 	// (another issuance account), and the first recipient's retry is still a replay.
 	d := newMoneyUser(t, db, "us-east1", "Dana", "Nasser")
-	toD := req
-	toD.Recipient = Recipient{Phone: d.Phone}
-	if res, err := db.CashIn(ctx, toD); err != nil || res.Replayed {
-		t.Fatalf("same reference to a recipient of the new home: replayed %v, %v", res.Replayed, err)
-	}
+	cashInTo(d, "the new home")
 	if again, err := db.CashIn(ctx, req); err != nil || !again.Replayed || again.Transaction.ID != first.Transaction.ID {
 		t.Fatalf("retry after the reference was used in the new home: %+v, %v", again, err)
 	}
 	wantBalance(t, db, Party{UserID: a.UserID, Region: "us-east1"}, "AED", "25", "25", "0")
-	wantBalance(t, db, d.Party, "AED", "25", "25", "0")
 	requireReconciled(t, db)
 }
 
