@@ -28,6 +28,13 @@ package storage
 //     whose users send dozens each, and the long tail of the half-rate run, which reuses them).
 //     Now a counter on the sender's balance row (migrations/000014_daily_spent), read in the
 //     same row as the balance and written by the same UPDATE that moves it.
+//   - PostgreSQL side (pg_stat_statements on a private instance under the driver's uniform
+//     scenario, ~1,470 transfers/s): per transfer, the write statement (writeTransferSQL) 226 µs
+//     and 18 WAL records (2.4 KB), the recipient's read and lock 108 µs, the sender's read 78 µs,
+//     the two balance UPDATEs 95 µs, the sender's lock 46 µs; planning was re-done on some calls
+//     until the batch asked for generic plans (genericPlansSQL, +10 %). Merging the statements
+//     into multi-row ones would save about 8 µs per statement (pipelined pgbench scripts): what
+//     is left is the rows and index entries themselves, about 8 times pgbench's WAL per transfer.
 //   - Go side: argon2id never runs on a cached correct PIN (absent from the timed profile);
 //     Ed25519 verification and JWT decoding (~10 % of a request) are skipped for a token already
 //     verified (server/tokens.go); pgx's driver.Valuer path for uuid.UUID and decimal.Decimal
