@@ -170,12 +170,14 @@ func (s *Server) authedMovement(fn handlerFunc) handlerFunc {
 		}
 		r = s.withClient(r, "")
 		ctx := context.WithValue(withPrincipal(r.Context(), p), issuedAtKey{}, iat)
+		reached := new(bool)
+		ctx = context.WithValue(ctx, reachedKey{}, reached)
 		err = fn(w, r.WithContext(ctx))
-		if err != nil && refusedBeforeMovement(err) {
-			// The request was refused before the movement, which is where the session is
-			// checked: an ended session still answers 401, as on every authedLive call, and not
-			// the body's problem. One lookup, on this error path only; if the lookup itself
-			// fails, the refusal stands.
+		if err != nil && !*reached {
+			// Refused before the movement (the body, an unknown asset, a malformed PIN…), which
+			// is where the session is checked: an ended session still answers 401, as on every
+			// authedLive call, and not the request's problem. One lookup, on this error path
+			// only; if the lookup itself fails, the refusal stands.
 			lerr := s.db.SessionLive(ctx, p.Region, p.UserID, p.SessionID, iat)
 			if errors.Is(lerr, storage.ErrSessionRevoked) || errors.Is(lerr, storage.ErrAccountSuspended) {
 				return sessionProblem(lerr)
@@ -185,19 +187,9 @@ func (s *Server) authedMovement(fn handlerFunc) handlerFunc {
 	}
 }
 
-// refusedBeforeMovement says whether a movement handler's error is a refusal of the request
-// itself (its body, its headers, a malformed PIN): answers the movement's own session check
-// never saw.
-func refusedBeforeMovement(err error) bool {
-	var e *Error
-	if errors.As(err, &e) {
-		switch e.Status {
-		case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity:
-			return true
-		}
-	}
-	return errors.Is(err, storage.ErrInvalidPIN)
-}
+// reachedKey carries a *bool that movementAuth sets once the handler hands its movement the
+// session to check: an error after that comes from the movement, which checked it already.
+type reachedKey struct{}
 
 // movementAuth is what a movement behind authedMovement checks with itself: the session of the
 // access token and the PIN (a malformed PIN is refused here, uncounted, as VerifyPIN would).
@@ -208,6 +200,9 @@ func movementAuth(r *http.Request, p Principal, pin string) (*storage.MovementAu
 	}
 	if !validPINFormat(pin) {
 		return nil, storage.ErrInvalidPIN // malformed: refused without spending an attempt
+	}
+	if reached, ok := r.Context().Value(reachedKey{}).(*bool); ok {
+		*reached = true
 	}
 	return &storage.MovementAuth{SessionID: p.SessionID, IssuedAt: iat, PIN: pin}, nil
 }

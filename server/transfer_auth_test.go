@@ -98,6 +98,14 @@ func testMovementAuth(t *testing.T, env *testEnv, path string, body func(recipie
 	wantProblem(t, env.do("POST", path, b, bearer(accessC2)...), http.StatusUnauthorized, "unauthorized")
 	wantProblem(t, send(accessC2, "12"), http.StatusUnauthorized, "unauthorized")
 	wantProblem(t, env.do("POST", path, map[string]string{"pin": "729461"}, bearer(accessC2)...), http.StatusUnauthorized, "unauthorized")
+	b = body(userB) // an unknown asset (refused by the handler's asset lookup)
+	b["reference"], b["pin"], b["asset"], b["from_asset"] = uuid.NewString(), "729461", "XYZ", "XYZ"
+	wantProblem(t, env.do("POST", path, b, bearer(accessC2)...), http.StatusUnauthorized, "unauthorized")
+	if _, ok := body(userB)["recipient_id"]; ok { // a recipient id that is no id
+		b = body("nope")
+		b["reference"], b["pin"] = uuid.NewString(), "729461"
+		wantProblem(t, env.do("POST", path, b, bearer(accessC2)...), http.StatusUnauthorized, "unauthorized")
+	}
 	wantAvailable(t, env, accessC2, "AED", "98.00") // reads trust the unexpired token
 	// A live session gets the request's own problem.
 	b = body(userB)

@@ -541,7 +541,7 @@ func pgUUID(id uuid.UUID) pgtype.UUID { return pgtype.UUID{Bytes: id, Valid: tru
 // defaultPlansSQL.
 const (
 	genericPlansSQL = "SET LOCAL plan_cache_mode = force_generic_plan"
-	defaultPlansSQL = "SET LOCAL plan_cache_mode = auto"
+	defaultPlansSQL = "SET LOCAL plan_cache_mode TO DEFAULT"
 )
 
 // last_activity is marked at most once a minute, as SessionLive does.
