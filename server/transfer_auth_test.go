@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"net/http"
 	"testing"
 
@@ -107,6 +108,16 @@ func testMovementAuth(t *testing.T, env *testEnv, path string, body func(recipie
 		wantProblem(t, env.do("POST", path, b, bearer(accessC2)...), http.StatusUnauthorized, "unauthorized")
 	}
 	wantAvailable(t, env, accessC2, "AED", "98.00") // reads trust the unexpired token
+	// A suspended account is told so, whether the movement ran or the request was refused first.
+	userS, accessS := signUpUser(t, env, randomPhone(t, "AE"))
+	cashIn(t, env, userS, "AED", "100")
+	if _, err := sqlConn(t).Exec(context.Background(), `UPDATE users SET status = 'suspended' WHERE region = 'me-central1' AND id = $1`, userS); err != nil {
+		t.Fatal(err)
+	}
+	wantProblem(t, send(accessS, testPIN), http.StatusForbidden, "account_suspended")
+	b = body(userB)
+	b["reference"], b["pin"], b["amount"] = uuid.NewString(), testPIN, "abc"
+	wantProblem(t, env.do("POST", path, b, bearer(accessS)...), http.StatusForbidden, "account_suspended")
 	// A live session gets the request's own problem.
 	b = body(userB)
 	b["reference"], b["pin"], b["amount"] = uuid.NewString(), testPIN, "abc"
