@@ -143,10 +143,14 @@ func runPgbench(ctx context.Context, url, script string, clients, seconds int, r
 	if err := settle(ctx, url); err != nil {
 		return PgbenchResult{}, err
 	}
+	// args are the options of a run of the script for secs seconds.
+	args := func(secs int) []string {
+		return []string{"-n", "-M", "simple", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(clients, 2)),
+			"-T", strconv.Itoa(secs), "-D", "naccounts=10000", "--max-tries=10"}
+	}
 	// The warm-up after the checkpoint, as the API's runs have theirs: the same script at full
 	// speed, unmeasured, long enough to touch every account's page once.
-	if _, err := pgbench(ctx, "-n", "-M", "simple", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(clients, 2)),
-		"-T", strconv.Itoa(pgbenchWarmupSeconds), "-D", "naccounts=10000", "--max-tries=10", "-f", script, url); err != nil {
+	if _, err := pgbench(ctx, append(args(pgbenchWarmupSeconds), "-f", script, url)...); err != nil {
 		return PgbenchResult{}, fmt.Errorf("warm-up: %w", err)
 	}
 	lsn0, err := walLSN(ctx, url)
@@ -154,13 +158,11 @@ func runPgbench(ctx context.Context, url, script string, clients, seconds int, r
 		return PgbenchResult{}, err
 	}
 	prefix := filepath.Join(logDir, strings.TrimSuffix(filepath.Base(script), ".sql")+tag)
-	threads := min(clients, 2)
-	args := []string{"-n", "-M", "simple", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(threads),
-		"-T", strconv.Itoa(seconds), "-D", "naccounts=10000", "--max-tries=10"}
+	measured := args(seconds)
 	if rate > 0 {
-		args = append(args, "-R", strconv.FormatFloat(rate, 'f', 0, 64))
+		measured = append(measured, "-R", strconv.FormatFloat(rate, 'f', 0, 64))
 	}
-	out, err := pgbench(ctx, append(args, "-l", "--log-prefix="+prefix, "-f", script, url)...)
+	out, err := pgbench(ctx, append(measured, "-l", "--log-prefix="+prefix, "-f", script, url)...)
 	if err != nil {
 		return PgbenchResult{}, err
 	}
