@@ -1247,6 +1247,15 @@ func addSpentSQL(amount string) string {
     daily_spent_on = CASE WHEN daily_spent_on > ` + todaySQL + ` THEN daily_spent_on ELSE ` + todaySQL + ` END`
 }
 
+// addSpentIfSQL is addSpentSQL for a statement that updates many rows, some of which had no
+// debit: where amount is NULL the counter stays as it is.
+func addSpentIfSQL(amount string) string {
+	return `daily_spent = CASE WHEN ` + amount + ` IS NULL THEN daily_spent
+                       WHEN daily_spent_on = ` + todaySQL + ` THEN daily_spent + ` + amount + `
+                       WHEN daily_spent_on > ` + todaySQL + ` THEN daily_spent ELSE ` + amount + ` END,
+    daily_spent_on = CASE WHEN ` + amount + ` IS NULL OR daily_spent_on > ` + todaySQL + ` THEN daily_spent_on ELSE ` + todaySQL + ` END`
+}
+
 type profile struct {
 	first, last, phone []byte // ciphertexts
 }

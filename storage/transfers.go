@@ -32,9 +32,23 @@ package storage
 //     scenario, ~1,470 transfers/s): per transfer, the write statement (writeTransferSQL) 226 µs
 //     and 18 WAL records (2.4 KB), the recipient's read and lock 108 µs, the sender's read 78 µs,
 //     the two balance UPDATEs 95 µs, the sender's lock 46 µs; planning was re-done on some calls
-//     until the batch asked for generic plans (genericPlansSQL, +10 %). Merging the statements
-//     into multi-row ones would save about 8 µs per statement (pipelined pgbench scripts): what
-//     is left is the rows and index entries themselves, about 8 times pgbench's WAL per transfer.
+//     until the batch asked for generic plans (genericPlansSQL, +10 %).
+//   - Statements per item. A system-wide perf profile of PostgreSQL under the same scenario
+//     (perf record -a -g, postgres's exported symbols) showed what pg_stat_statements hides:
+//     a third of its CPU went to work done once per statement whatever its rows: executor
+//     start-up of the multi-join plans (standard_ExecutorStart, ExecInitNode: 13 % of the
+//     machine), portals, re-parsing and planning the CHECK constraints of every table a
+//     statement writes (ExecConstraints → stringToNode, expression_planner: 6 %), plan-cache
+//     validation. The batch had five to six statements per item; now it has one statement per
+//     kind for the whole batch (lockSendersSQL, transferSendersSQL, recipientsLocked*,
+//     applyDeltasSQL, writeTransfersSQL), whose arrays hold one element per item, so that work
+//     is paid once per batch: uniform transfers/s 1.08–1.77 times the per-item batch in three
+//     alternated rounds, executor start-up down to 6 % of the machine, and `make bench`'s
+//     uniform/pgbench ratio from 0.33 to 0.48. The array arguments are []string and [16]byte
+//     slices or pgtype.FlatArray, never []*string or numeric[] from strings: pgx tried the
+//     binary format first for those, built an error (fmt.Errorf) and fell back to text, per
+//     argument (7 % of the server's CPU).
+//     What is left is the rows and index entries themselves, about 8 times pgbench's WAL per transfer.
 //   - Go side: argon2id never runs on a cached correct PIN (absent from the timed profile);
 //     Ed25519 verification and JWT decoding (~10 % of a request) are skipped for a token already
 //     verified (server/tokens.go); pgx's driver.Valuer path for uuid.UUID and decimal.Decimal
@@ -45,17 +59,19 @@ package storage
 //
 //  1. BEGIN ISOLATION LEVEL READ COMMITTED; lock the wallet row of every sender in the batch
 //     (SELECT … FOR NO KEY UPDATE, in (region, user_id) order) and hold every party's user row
-//     KEY SHARE (relocations wait; nothing else does); then, per item, the idempotency
+//     KEY SHARE (relocations wait; nothing else does); then, for every item (one statement
+//     for all of them, and one for the recipients), the idempotency
 //     key, the sender's state (wallet, asset rules, what was sent today, profile), the sender's
 //     available balance, the recipient, and, when the API passes MovementAuth, the session row
 //     and the PIN row. Session revocation and PIN locks therefore bite inside the movement's
 //     own transaction, without a round trip of their own.
-//  2. Every write of every accepted item, one UPDATE per touched balance row with the batch's
-//     net delta (a hot merchant's row is written once per batch, not once per transfer), the
-//     transaction rows, the ledger entries, the activity rows, each caller's view of its
-//     transaction, and COMMIT, all pipelined in one batch. Nothing is read back before COMMIT:
-//     every statement that must touch exactly one row fails with division_by_zero when it
-//     touched none (`SELECT 1 / count(*) FROM (… RETURNING 1)`), and a debit that would go
+//  2. Every write of every accepted item: one UPDATE of every touched balance row with the
+//     batch's net delta per row (a hot merchant's row is written once per batch, not once per
+//     transfer), one statement for all the transaction rows, ledger entries and activity rows,
+//     the replays' views, and COMMIT, all pipelined in one batch. Nothing is read back before
+//     COMMIT: every statement that must touch a known number of rows fails with
+//     division_by_zero when it touched fewer (`SELECT 1 / (count(*) = n)::int FROM (… RETURNING
+//     1)`), and a debit that would go
 //     negative fails the asset_balances_not_negative CHECK; an error anywhere makes PostgreSQL
 //     skip the rest of the pipeline, COMMIT included, so a half movement can never commit.
 //
@@ -424,6 +440,90 @@ LEFT JOIN user_auth ua ON ua.region = $1 AND ua.user_id = $2
 LEFT JOIN user_sessions ss ON ss.region = $1 AND ss.id = $5 AND ss.user_id = $2
 WHERE u.region = $1 AND u.id = $2`
 
+// The batch's reads, one statement each for all its items (per-statement work, executor start-up
+// above all, was most of PostgreSQL's CPU when every item had its own): the arrays hold one
+// element per sender or item, and every row starts with its item's 1-based position (ord);
+// an item without a row has no such user.
+var (
+	// lockSendersSQL is lockSenderSQL for every sender of the batch, in the order of their keys
+	// (region, then user, bytewise, as partyLess): the locking subquery is LATERAL, so it runs
+	// once per sender, in the sorted order of the outer subquery, and always by index.
+	lockSendersSQL = `
+SELECT 1
+FROM (SELECT region::crdb_internal_region AS home_region, user_id FROM unnest($1::text[], $2::uuid[]) AS x(region, user_id)
+      ORDER BY x.region COLLATE "C", x.user_id) p
+CROSS JOIN LATERAL (` + strings.NewReplacer("$1", "p.home_region", "$2", "p.user_id").Replace(lockSenderSQL) + `) l`
+
+	transferSendersSQL = `
+SELECT i.ord, s.*
+FROM (SELECT region::crdb_internal_region AS home_region, user_id, asset, reference, session, ord
+      FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::uuid[])
+           WITH ORDINALITY AS x(region, user_id, asset, reference, session, ord)) i
+CROSS JOIN LATERAL (` + strings.NewReplacer("$1", "i.home_region", "$2", "i.user_id", "$3", "i.asset",
+		"$4", "i.reference", "$5", "i.session").Replace(transferSenderSQL) + `) s
+ORDER BY i.ord`
+
+	// The recipients by phone ($1, blind indexes) and by id ($1, user ids), $2 the assets.
+	recipientsLockedByPhoneSQL = recipientsLocked("bytea", "d.phone_bidx = i.key FOR KEY SHARE OF u")
+	recipientsLockedByIDSQL    = recipientsLocked("uuid", "d.user_id = i.key LIMIT 1 FOR KEY SHARE OF u")
+)
+
+func recipientsLocked(keyType, where string) string {
+	return `
+SELECT i.ord, r.*
+FROM unnest($1::` + keyType + `[], $2::text[]) WITH ORDINALITY AS i(key, asset, ord)
+CROSS JOIN LATERAL (` + strings.Replace(recipientLockedColumns, "$2", "i.asset", 1) + `
+    WHERE ` + where + `) r
+ORDER BY i.ord`
+}
+
+// ordRow scans a row of the batch's reads: its position into ord, the rest as a row of the
+// single-item statement.
+type ordRow struct {
+	rows pgx.Rows
+	ord  *int64
+}
+
+func (r ordRow) Scan(dest ...any) error { return r.rows.Scan(append([]any{r.ord}, dest...)...) }
+
+// noRow is a single-item statement's answer for an item the batch's reads returned no row for.
+type noRow struct{}
+
+func (noRow) Scan(...any) error { return pgx.ErrNoRows }
+
+// scanByOrd reads one of the batch's reads for n items: each row, scanned by scan as a row of
+// the single-item statement, goes to the item of its position; an item without a row gets what
+// scan makes of noRow.
+func scanByOrd[T any](rows pgx.Rows, n int, scan func(pgx.Row) (T, error)) ([]T, error) {
+	defer rows.Close()
+	out := make([]T, n)
+	seen := make([]bool, n)
+	var ord int64
+	for rows.Next() {
+		v, err := scan(ordRow{rows, &ord})
+		if err != nil {
+			return nil, err
+		}
+		if ord < 1 || ord > int64(n) || seen[ord-1] {
+			return nil, fmt.Errorf("%w: batch read: a row for item %d of %d", ErrConstraint, ord, n)
+		}
+		out[ord-1], seen[ord-1] = v, true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for k := range out {
+		if !seen[k] {
+			v, err := scan(noRow{})
+			if err != nil {
+				return nil, err
+			}
+			out[k] = v
+		}
+	}
+	return out, nil
+}
+
 // scanTransferSender reads transferSenderSQL's row into rd.
 func scanTransferSender(row pgx.Row, rd *transferReads) error {
 	var (
@@ -461,73 +561,73 @@ func scanTransferSender(row pgx.Row, rd *transferReads) error {
 // relocation committed); the batch is retried like a serialization failure.
 var errRecipientMoved = errors.New("recipient relocated during the transfer")
 
-// One UPDATE per balance row and batch, by the net delta $4; it must find its row.
-// applySentDeltaSQL is the one for a row whose owner sent in the batch: $5, the amount + fee of
-// its transfers, goes to today's daily counter (addSpentSQL).
-var (
-	applyDeltaSQL     = applyDelta("")
-	applySentDeltaSQL = applyDelta(",\n        " + addSpentSQL("$5"))
-)
-
-func applyDelta(set string) string {
-	return `
-WITH u AS (
-    UPDATE asset_balances SET available = available + $4, total = total + $4, last_updated = now()` + set + `
-    WHERE region = $1 AND user_id = $2 AND asset_symbol = $3
+// applyDeltasSQL applies the batch's net delta to every balance row it touches, in one
+// statement: $1..$3 the rows' keys, $4 their net deltas, $5 what their owners sent in the batch
+// (NULL for a row that was only credited), which goes to today's daily counter (addSpentSQL).
+// The rows are locked first, in the order of their keys (region, user, asset, bytewise, as
+// balKey.less and every other movement orders them), so that two batches crediting each
+// other's senders cannot deadlock whatever join order the planner picks for the UPDATE; it
+// must find every row.
+var applyDeltasSQL = `
+WITH l AS MATERIALIZED (
+    SELECT b.region AS home_region, b.id, d.delta, d.spent
+    FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[]::numeric[], $5::text[]::numeric[]) AS d(region, user_id, asset, delta, spent)
+    JOIN asset_balances b ON b.region = d.region::crdb_internal_region AND b.user_id = d.user_id AND b.asset_symbol = d.asset
+    ORDER BY d.region COLLATE "C", d.user_id, d.asset COLLATE "C"
+    FOR NO KEY UPDATE OF b),
+u AS (
+    UPDATE asset_balances b SET available = available + l.delta, total = total + l.delta, last_updated = now(),
+        ` + addSpentIfSQL("l.spent") + `
+    FROM l WHERE b.region = l.home_region AND b.id = l.id
     RETURNING 1)
-SELECT 1 / count(*) FROM u`
-}
+SELECT 1 / ((SELECT count(*) FROM u) = cardinality($1::text[]))::int`
 
-// writeTransferSQL writes one accepted transfer in one statement, after the batch's balance
-// UPDATEs: its transaction row, its ledger entries (sender, recipient, and the fee account's
-// when there is a fee: one INSERT, each part pinned to its row's region), and its activity row
-// (ids and codes only, never PII). Each CTE modifies a different table (reference/cockroachdb.md
-// §11). It returns the transaction's timestamp, and fails with division_by_zero unless every
-// entry found its balance row. Entries take wallet_id and balance_after from the row the batch
-// just updated: balance_after = the row's total after the batch minus what later items of the
-// batch added to it, i.e. the running balance in the batch's order.
-//
-// $1 id, $2 sender region, $3 reference, $4 request hash, $5 sender, $6 recipient, $7 amount,
-// $8 asset, $9 fee, $10 note, $11 the sender's entry (−amount−fee), $12 its suffix, $13 the
-// sender's copy of the recipient, $14 the recipient's suffix, $15 the recipient's copy of the
-// sender, $16 recipient region, $17 entries expected, $18 id as text; with a fee, $19 the fee
-// account, $20 its suffix.
-const writeTransferSQL = `
-WITH t AS (
+// writeTransfersSQL writes every accepted transfer of the batch in one statement, after the
+// balance UPDATE: the transaction rows ($1..$10, one element per transfer), the ledger entries
+// ($11..$19, one per side: sender, recipient, and the fee account's when there is a fee; each
+// pinned to its row's region), and the activity rows (ids and codes only, never PII). Each CTE
+// modifies a different table (reference/cockroachdb.md §11). It returns the transactions'
+// timestamp (the database transaction's start, the same for the whole batch), and fails with
+// division_by_zero unless every entry found its balance row. Entries take wallet_id and
+// balance_after from the row the batch just updated: balance_after = the row's total after the
+// batch minus what later items of the batch added to it ($16, the suffix), i.e. the running
+// balance in the batch's order.
+const writeTransfersSQL = `
+WITH i AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::uuid[], $6::uuid[],
+        $7::text[]::numeric[], $8::text[], $9::text[]::numeric[], $10::text[])
+        AS i(id, region, reference, request_hash, sender_id, recipient_id, amount, asset, fee, note)),
+t AS (
     INSERT INTO transactions (id, region, reference, request_hash, sender_id, recipient_id, type, status,
         amount, asset_symbol, fee, note, completed_at)
-    VALUES ($1, $2, $3, $4, $5, $6, 'transfer', 'completed', $7, $8, $9, $10, now())
+    SELECT id, region::crdb_internal_region, reference, request_hash, sender_id, recipient_id, 'transfer', 'completed',
+        amount, asset, fee, note, now()
+    FROM i
     RETURNING created_at),
 e AS (
     INSERT INTO ledger_entries (region, wallet_id, user_id, transaction_id, asset_symbol, amount, balance_after,
         tx_type, counterparty_id, counterparty_display, note)
-    SELECT b.region, b.wallet_id, b.user_id, $1::uuid, b.asset_symbol, $11::numeric, b.total - $12::numeric,
-        'transfer', $6::uuid, $13::bytea, $10::text
-    FROM asset_balances b WHERE b.region = $2 AND b.user_id = $5 AND b.asset_symbol = $8
-    UNION ALL
-    SELECT b.region, b.wallet_id, b.user_id, $1::uuid, b.asset_symbol, $7::numeric, b.total - $14::numeric,
-        'transfer', $5::uuid, $15::bytea, $10::text
-    FROM asset_balances b WHERE b.region = $16 AND b.user_id = $6 AND b.asset_symbol = $8{FEE}
+    SELECT b.region, b.wallet_id, b.user_id, x.tx, b.asset_symbol, x.amount, b.total - x.suffix,
+        'transfer', x.cp, x.display, x.note
+    FROM unnest($11::uuid[], $12::text[], $13::uuid[], $14::text[], $15::text[]::numeric[], $16::text[]::numeric[],
+        $17::uuid[], $18::bytea[], $19::text[]) AS x(tx, region, user_id, asset, amount, suffix, cp, display, note)
+    JOIN asset_balances b ON b.region = x.region::crdb_internal_region AND b.user_id = x.user_id AND b.asset_symbol = x.asset
     RETURNING 1),
 a AS (
     INSERT INTO activity_logs (region, user_id, action, details)
-    VALUES ($2, $5, 'transfer_sent', jsonb_build_object('transaction_id', $18::text, 'type', 'transfer', 'asset', $8::text)))
-SELECT (SELECT created_at FROM t), 1 / ((SELECT count(*) FROM e) = $17)::int`
-
-var (
-	writeTransferNoFeeSQL = strings.Replace(writeTransferSQL, "{FEE}", "", 1)
-	writeTransferFeeSQL   = strings.Replace(writeTransferSQL, "{FEE}", `
-    UNION ALL
-    SELECT b.region, b.wallet_id, b.user_id, $1::uuid, b.asset_symbol, $9::numeric, b.total - $20::numeric,
-        'transfer', $5::uuid, NULL::bytea, $10::text
-    FROM asset_balances b WHERE b.region = $2 AND b.user_id = $19 AND b.asset_symbol = $8`, 1)
-)
+    SELECT region::crdb_internal_region, sender_id, 'transfer_sent',
+        jsonb_build_object('transaction_id', id::text, 'type', 'transfer', 'asset', asset)
+    FROM i)
+SELECT (SELECT min(created_at) FROM t), 1 / ((SELECT count(*) FROM e) = cardinality($11::uuid[]))::int`
 
 // Arguments of the hot path avoid driver.Valuer: pgx encodes a decimal.Decimal or a
 // uuid.UUID through its Value method, to a string that it then parses again for the binary
 // format, per argument and call (12 % of the API's CPU in the profile). Decimals go as their
 // canonical strings, UUIDs as pgtype.UUID.
 func pgUUID(id uuid.UUID) pgtype.UUID { return pgtype.UUID{Bytes: id, Valid: true} }
+
+// optString is s, or NULL when empty, as an element of a text[] argument.
+func optString(s string) pgtype.Text { return pgtype.Text{String: s, Valid: s != ""} }
 
 // genericPlansSQL makes the batch's prepared statements run their generic plans. Under the
 // default plan_cache_mode (auto) PostgreSQL keeps re-planning some of them on every execution
@@ -586,36 +686,99 @@ func (db *DB) transferBatchAttempt(ctx context.Context, items []*transferItem) (
 	b := &pgx.Batch{}
 	b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED")
 	b.Queue(genericPlansSQL)
-	for _, s := range senders {
-		b.Queue(lockSenderSQL, s.Region, pgUUID(s.UserID))
+	var lock struct {
+		region []string
+		user   [][16]byte
 	}
-	for _, it := range items {
+	for _, s := range senders {
+		lock.region, lock.user = append(lock.region, s.Region), append(lock.user, s.UserID)
+	}
+	b.Queue(lockSendersSQL, lock.region, lock.user)
+	var snd struct {
+		region, asset, ref []string
+		user               [][16]byte
+		session            pgtype.FlatArray[pgtype.UUID]
+	}
+	var byPhone, byID struct {
+		idx   []int
+		bidx  pgtype.FlatArray[[]byte]
+		id    [][16]byte
+		asset []string
+	}
+	for i, it := range items {
 		r, s := it.req, it.req.Sender
 		var session pgtype.UUID
 		if r.Auth != nil {
 			session = pgUUID(r.Auth.SessionID)
 		}
-		b.Queue(transferSenderSQL, s.Region, pgUUID(s.UserID), r.Asset, r.Reference, session)
-		queueRecipientLocked(b, r.Recipient, it.bidx, r.Asset)
+		snd.region, snd.user, snd.asset = append(snd.region, s.Region), append(snd.user, s.UserID), append(snd.asset, r.Asset)
+		snd.ref, snd.session = append(snd.ref, r.Reference), append(snd.session, session)
+		if r.Recipient.UserID != uuid.Nil {
+			byID.idx, byID.id, byID.asset = append(byID.idx, i), append(byID.id, r.Recipient.UserID), append(byID.asset, r.Asset)
+		} else {
+			byPhone.idx, byPhone.bidx, byPhone.asset = append(byPhone.idx, i), append(byPhone.bidx, it.bidx), append(byPhone.asset, r.Asset)
+		}
 	}
-	reads := make([]transferReads, len(items))
+	b.Queue(transferSendersSQL, snd.region, snd.user, snd.asset, snd.ref, snd.session)
+	if len(byPhone.idx) > 0 {
+		b.Queue(recipientsLockedByPhoneSQL, byPhone.bidx, byPhone.asset)
+	}
+	if len(byID.idx) > 0 {
+		b.Queue(recipientsLockedByIDSQL, byID.id, byID.asset)
+	}
+	type recipientRead struct {
+		rc  recipientState
+		err error
+	}
+	scanRecipients := func(br pgx.BatchResults, idx []int, reads []transferReads) error {
+		if len(idx) == 0 {
+			return nil
+		}
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		got, err := scanByOrd(rows, len(idx), func(row pgx.Row) (recipientRead, error) {
+			rc, err := scanRecipient(row)
+			if err != nil && !errors.Is(err, ErrRecipientNotFound) {
+				return recipientRead{}, err
+			}
+			return recipientRead{rc, err}, nil
+		})
+		if err != nil {
+			return err
+		}
+		for k, i := range idx {
+			reads[i].rcpt, reads[i].rerr = got[k].rc, got[k].err
+		}
+		return nil
+	}
+	var reads []transferReads
 	if err := func() error {
 		br := conn.SendBatch(ctx, b)
 		defer br.Close()
-		for range 2 + len(senders) {
+		for range 3 {
 			if _, err := br.Exec(); err != nil {
 				return err
 			}
 		}
-		for i := range items {
-			rd := &reads[i]
-			if err := scanTransferSender(br.QueryRow(), rd); err != nil {
-				return err
-			}
-			rd.rcpt, rd.rerr = scanRecipient(br.QueryRow())
-			if rd.rerr != nil && !errors.Is(rd.rerr, ErrRecipientNotFound) {
-				return rd.rerr
-			}
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		reads, err = scanByOrd(rows, len(items), func(row pgx.Row) (transferReads, error) {
+			var rd transferReads
+			err := scanTransferSender(row, &rd)
+			return rd, err
+		})
+		if err != nil {
+			return err
+		}
+		if err := scanRecipients(br, byPhone.idx, reads); err != nil {
+			return err
+		}
+		if err := scanRecipients(br, byID.idx, reads); err != nil {
+			return err
 		}
 		return br.Close()
 	}(); err != nil {
@@ -715,29 +878,58 @@ func (db *DB) transferBatchAttempt(ctx context.Context, items []*transferItem) (
 		keys = append(keys, k)
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i].less(keys[j]) })
+	bal := struct {
+		region, asset []string
+		user          [][16]byte
+		delta         []string
+		spent         pgtype.FlatArray[pgtype.Text]
+	}{}
 	for _, k := range keys {
-		if spent, ok := sent[k]; ok {
-			b.Queue(applySentDeltaSQL, k.region, pgUUID(k.user), k.asset, net[k].String(), spent.String())
-		} else {
-			b.Queue(applyDeltaSQL, k.region, pgUUID(k.user), k.asset, net[k].String())
+		bal.region, bal.user, bal.asset = append(bal.region, k.region), append(bal.user, k.user), append(bal.asset, k.asset)
+		var sp pgtype.Text
+		if v, ok := sent[k]; ok {
+			sp = pgtype.Text{String: v.String(), Valid: true}
 		}
+		bal.delta, bal.spent = append(bal.delta, net[k].String()), append(bal.spent, sp)
+	}
+	if len(keys) > 0 {
+		b.Queue(applyDeltasSQL, bal.region, bal.user, bal.asset, bal.delta, bal.spent)
+	}
+	var tx struct {
+		id, sender, rcpt   [][16]byte
+		region, ref, asset []string
+		hash               pgtype.FlatArray[[]byte]
+		amount, fee        []string
+		note               pgtype.FlatArray[pgtype.Text]
+	}
+	var ent struct {
+		tx, user, cp   [][16]byte
+		region, asset  []string
+		amount, suffix []string
+		display        pgtype.FlatArray[[]byte]
+		note           pgtype.FlatArray[pgtype.Text]
 	}
 	for _, p := range plans {
 		s, r := items[p.idx].req.Sender, items[p.idx].req
-		se, re := entries[p.firstEntry], entries[p.firstEntry+1]
-		args := []any{pgUUID(p.id), s.Region, r.Reference, p.hash, pgUUID(s.UserID), pgUUID(p.rcpt.UserID),
-			r.Amount.String(), r.Asset, p.fee.String(), nullIfEmpty(r.Note),
-			se.amount.String(), se.suffix.String(), se.cpDisplay, re.suffix.String(), re.cpDisplay, p.rcpt.Region,
-			2, p.id.String()}
-		q := writeTransferNoFeeSQL
-		if p.fee.Sign() > 0 {
-			fe := entries[p.firstEntry+2]
-			q, args[16] = writeTransferFeeSQL, 3
-			args = append(args, pgUUID(fe.key.user), fe.suffix.String())
-		}
-		b.Queue(q, args...)
-		if a := r.Auth; a != nil && reads[p.idx].session.stale {
-			b.Queue(touchSessionSQL, s.Region, pgUUID(a.SessionID))
+		tx.id, tx.sender, tx.rcpt = append(tx.id, p.id), append(tx.sender, s.UserID), append(tx.rcpt, p.rcpt.UserID)
+		tx.region, tx.ref, tx.asset = append(tx.region, s.Region), append(tx.ref, r.Reference), append(tx.asset, r.Asset)
+		tx.hash, tx.amount, tx.fee = append(tx.hash, p.hash), append(tx.amount, r.Amount.String()), append(tx.fee, p.fee.String())
+		tx.note = append(tx.note, optString(r.Note))
+	}
+	for _, e := range entries {
+		p := &plans[e.plan]
+		ent.tx, ent.user, ent.cp = append(ent.tx, p.id), append(ent.user, e.key.user), append(ent.cp, *e.cpID)
+		ent.region, ent.asset = append(ent.region, e.key.region), append(ent.asset, e.key.asset)
+		ent.amount, ent.suffix = append(ent.amount, e.amount.String()), append(ent.suffix, e.suffix.String())
+		ent.display, ent.note = append(ent.display, e.cpDisplay), append(ent.note, optString(items[p.idx].req.Note))
+	}
+	if len(plans) > 0 {
+		b.Queue(writeTransfersSQL, tx.id, tx.region, tx.ref, tx.hash, tx.sender, tx.rcpt, tx.amount, tx.asset, tx.fee, tx.note,
+			ent.tx, ent.region, ent.user, ent.asset, ent.amount, ent.suffix, ent.cp, ent.display, ent.note)
+	}
+	for _, p := range plans {
+		if a := items[p.idx].req.Auth; a != nil && reads[p.idx].session.stale {
+			b.Queue(touchSessionSQL, items[p.idx].req.Sender.Region, pgUUID(a.SessionID))
 		}
 	}
 	// A fresh transfer's answer is built here from what the batch wrote (transferView); only
@@ -761,20 +953,24 @@ func (db *DB) transferBatchAttempt(ctx context.Context, items []*transferItem) (
 			}
 		}
 		var one int
-		for _, k := range keys {
+		if len(keys) > 0 {
 			if err := br.QueryRow().Scan(&one); err != nil {
-				return fmt.Errorf("balance %s %s: %w", k.user, k.asset, err)
+				return fmt.Errorf("balances: %w", err)
 			}
 		}
-		for _, p := range plans {
+		if len(plans) > 0 {
 			var created time.Time
 			if err := br.QueryRow().Scan(&created, &one); err != nil {
 				if sqlState(err) == codeUniqueViolation {
 					return fmt.Errorf("%w: %w", errDuplicateReference, err)
 				}
-				return fmt.Errorf("write transfer %s: %w", p.id, err)
+				return fmt.Errorf("write transfers: %w", err)
 			}
-			out[p.idx].res = Result{Transaction: transferView(items[p.idx].req, p, created)}
+			for _, p := range plans {
+				out[p.idx].res = Result{Transaction: transferView(items[p.idx].req, p, created)}
+			}
+		}
+		for _, p := range plans {
 			if items[p.idx].req.Auth != nil && reads[p.idx].session.stale {
 				if _, err := br.Exec(); err != nil {
 					return fmt.Errorf("session activity: %w", err)
