@@ -584,8 +584,8 @@ SELECT 1 / ((SELECT count(*) FROM u) = cardinality($1::text[]))::int`
 
 // writeTransfersSQL writes every accepted transfer of the batch in one statement, after the
 // balance UPDATE: the transaction rows ($1..$10, one element per transfer), the ledger entries
-// ($11..$19, one per side: sender, recipient, and the fee account's when there is a fee; each
-// pinned to its row's region), and the activity rows (ids and codes only, never PII). Each CTE
+// ($11..$20, one per side: sender, recipient, and the fee account's when there is a fee; each
+// pinned to its row's region), and the activity rows ($21 their ids; ids and codes only, never PII). Each CTE
 // modifies a different table (reference/cockroachdb.md §11). It returns the transactions'
 // timestamp (the database transaction's start, the same for the whole batch), and fails with
 // division_by_zero unless every entry found its balance row. Entries take wallet_id and
@@ -595,8 +595,8 @@ SELECT 1 / ((SELECT count(*) FROM u) = cardinality($1::text[]))::int`
 const writeTransfersSQL = `
 WITH i AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::uuid[], $6::uuid[],
-        $7::text[]::numeric[], $8::text[], $9::text[]::numeric[], $10::text[])
-        AS i(id, region, reference, request_hash, sender_id, recipient_id, amount, asset, fee, note)),
+        $7::text[]::numeric[], $8::text[], $9::text[]::numeric[], $10::text[], $21::uuid[])
+        AS i(id, region, reference, request_hash, sender_id, recipient_id, amount, asset, fee, note, activity_id)),
 t AS (
     INSERT INTO transactions (id, region, reference, request_hash, sender_id, recipient_id, type, status,
         amount, asset_symbol, fee, note, completed_at)
@@ -605,17 +605,17 @@ t AS (
     FROM i
     RETURNING created_at),
 e AS (
-    INSERT INTO ledger_entries (region, wallet_id, user_id, transaction_id, asset_symbol, amount, balance_after,
+    INSERT INTO ledger_entries (id, region, wallet_id, user_id, transaction_id, asset_symbol, amount, balance_after,
         tx_type, counterparty_id, counterparty_display, note)
-    SELECT b.region, b.wallet_id, b.user_id, x.tx, b.asset_symbol, x.amount, b.total - x.suffix,
+    SELECT x.id, b.region, b.wallet_id, b.user_id, x.tx, b.asset_symbol, x.amount, b.total - x.suffix,
         'transfer', x.cp, x.display, x.note
     FROM unnest($11::uuid[], $12::text[], $13::uuid[], $14::text[], $15::text[]::numeric[], $16::text[]::numeric[],
-        $17::uuid[], $18::bytea[], $19::text[]) AS x(tx, region, user_id, asset, amount, suffix, cp, display, note)
+        $17::uuid[], $18::bytea[], $19::text[], $20::uuid[]) AS x(tx, region, user_id, asset, amount, suffix, cp, display, note, id)
     JOIN asset_balances b ON b.region = x.region::crdb_internal_region AND b.user_id = x.user_id AND b.asset_symbol = x.asset
     RETURNING 1),
 a AS (
-    INSERT INTO activity_logs (region, user_id, action, details)
-    SELECT region::crdb_internal_region, sender_id, 'transfer_sent',
+    INSERT INTO activity_logs (id, region, user_id, action, details)
+    SELECT activity_id, region::crdb_internal_region, sender_id, 'transfer_sent',
         jsonb_build_object('transaction_id', id::text, 'type', 'transfer', 'asset', asset)
     FROM i)
 SELECT (SELECT min(created_at) FROM t), 1 / ((SELECT count(*) FROM e) = cardinality($11::uuid[]))::int`
@@ -625,6 +625,18 @@ SELECT (SELECT min(created_at) FROM t), 1 / ((SELECT count(*) FROM e) = cardinal
 // format, per argument and call (12 % of the API's CPU in the profile). Decimals go as their
 // canonical strings, UUIDs as pgtype.UUID.
 func pgUUID(id uuid.UUID) pgtype.UUID { return pgtype.UUID{Bytes: id, Valid: true} }
+
+// newRowID is the id of a row the batch inserts: a UUIDv7 (RFC 9562: a millisecond timestamp,
+// then random bits), so that each primary-key index of the transfer's rows grows at its right
+// edge like a sequence instead of taking every insert on a random leaf page. Measured under
+// the driver's uniform scenario: see the header. PostgreSQL only: on CockroachDB, keys that
+// follow time would send every insert to one range; that path keeps random ids (money.go).
+func newRowID() uuid.UUID {
+	if id, err := uuid.NewV7(); err == nil {
+		return id
+	}
+	return uuid.New() // NewV7 fails only when crypto/rand does, and then so does New (it panics)
+}
 
 // optString is s, or NULL when empty, as an element of a text[] argument.
 func optString(s string) pgtype.Text { return pgtype.Text{String: s, Valid: s != ""} }
@@ -897,6 +909,7 @@ func (db *DB) transferBatchAttempt(ctx context.Context, items []*transferItem) (
 	}
 	var tx struct {
 		id, sender, rcpt   [][16]byte
+		activity           [][16]byte
 		region, ref, asset []string
 		hash               pgtype.FlatArray[[]byte]
 		amount, fee        []string
@@ -904,6 +917,7 @@ func (db *DB) transferBatchAttempt(ctx context.Context, items []*transferItem) (
 	}
 	var ent struct {
 		tx, user, cp   [][16]byte
+		id             [][16]byte
 		region, asset  []string
 		amount, suffix []string
 		display        pgtype.FlatArray[[]byte]
@@ -915,17 +929,18 @@ func (db *DB) transferBatchAttempt(ctx context.Context, items []*transferItem) (
 		tx.region, tx.ref, tx.asset = append(tx.region, s.Region), append(tx.ref, r.Reference), append(tx.asset, r.Asset)
 		tx.hash, tx.amount, tx.fee = append(tx.hash, p.hash), append(tx.amount, r.Amount.String()), append(tx.fee, p.fee.String())
 		tx.note = append(tx.note, optString(r.Note))
+		tx.activity = append(tx.activity, newRowID())
 	}
 	for _, e := range entries {
 		p := &plans[e.plan]
 		ent.tx, ent.user, ent.cp = append(ent.tx, p.id), append(ent.user, e.key.user), append(ent.cp, *e.cpID)
-		ent.region, ent.asset = append(ent.region, e.key.region), append(ent.asset, e.key.asset)
+		ent.region, ent.asset, ent.id = append(ent.region, e.key.region), append(ent.asset, e.key.asset), append(ent.id, newRowID())
 		ent.amount, ent.suffix = append(ent.amount, e.amount.String()), append(ent.suffix, e.suffix.String())
 		ent.display, ent.note = append(ent.display, e.cpDisplay), append(ent.note, optString(items[p.idx].req.Note))
 	}
 	if len(plans) > 0 {
 		b.Queue(writeTransfersSQL, tx.id, tx.region, tx.ref, tx.hash, tx.sender, tx.rcpt, tx.amount, tx.asset, tx.fee, tx.note,
-			ent.tx, ent.region, ent.user, ent.asset, ent.amount, ent.suffix, ent.cp, ent.display, ent.note)
+			ent.tx, ent.region, ent.user, ent.asset, ent.amount, ent.suffix, ent.cp, ent.display, ent.note, ent.id, tx.activity)
 	}
 	for _, p := range plans {
 		if a := items[p.idx].req.Auth; a != nil && reads[p.idx].session.stale {
@@ -1117,6 +1132,6 @@ func (db *DB) decideTransfer(it *transferItem, rd *transferReads, idx int, avail
 		hasBalance[rk] = true
 		*ensure = append(*ensure, ensureBalance{party: Party{rc.userID, rc.region}, walletID: rc.walletID, asset: req.Asset})
 	}
-	return plannedTransfer{idx: idx, id: uuid.New(), hash: hash, fee: fee, debit: debit, rcpt: Party{rc.userID, rc.region},
+	return plannedTransfer{idx: idx, id: newRowID(), hash: hash, fee: fee, debit: debit, rcpt: Party{rc.userID, rc.region},
 		senderView: senderView, recipientView: recipientView, shown: shown, decimals: sender.decimals}, false, nil
 }
