@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"sync"
 	"testing"
+	"time"
 )
 
 // submitTogether runs reqs through the batcher as one submission, so that they share a batch
@@ -108,5 +110,79 @@ func TestTransferBatchSameReferenceTwice(t *testing.T) {
 		t.Errorf("fee %s", res[0].Fee)
 	}
 	wantBalance(t, db, a.Party, "USD", "7.37", "7.37", "0")
+	requireReconciled(t, db)
+}
+
+// TestTransferBatchesCrossingPairsTakeLocksInOrder: two batches in flight at once, one paying
+// a→b and the other b→a, both held at the point between their reads and their writes and then
+// released together, so that their balance UPDATEs (each locking the rows of a and b) run at the
+// same moment, round after round. If the batch locked the rows in any order but their keys',
+// some round would deadlock (40P01, retried and counted); in order, none does, and every
+// transfer lands once.
+func TestTransferBatchesCrossingPairsTakeLocksInOrder(t *testing.T) {
+	t.Parallel()
+	db := isolatedDB(t)
+	if db.transfers.limit < 2 {
+		t.Skipf("the batcher runs %d batch at a time", db.transfers.limit)
+	}
+	region := testRegions.Primary()
+	a := newMoneyUser(t, db, region, "Ann", "Cross")
+	b := newMoneyUser(t, db, region, "Ben", "Cross")
+	fund(t, db, a, "USD", "100")
+	fund(t, db, b, "USD", "100")
+	// Per round, the first batch to reach its writes waits there for the second; a batch that
+	// comes back (a retry) goes straight on.
+	var (
+		mu       sync.Mutex
+		arrivals int
+		release  chan struct{}
+	)
+	db.transfers.beforeWrites = func(int) {
+		mu.Lock()
+		arrivals++
+		n, ch := arrivals, release
+		mu.Unlock()
+		switch n {
+		case 1:
+			<-ch
+		case 2:
+			close(ch)
+		}
+	}
+	arrived := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return arrivals
+	}
+	const rounds = 30
+	ctx := WithRetryCounter(context.Background())
+	for r := range rounds {
+		mu.Lock()
+		arrivals, release = 0, make(chan struct{})
+		mu.Unlock()
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for i, p := range [][2]moneyUser{{a, b}, {b, a}} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = db.Transfer(ctx, TransferRequest{Sender: p[0].Party, Recipient: Recipient{UserID: p[1].UserID},
+					Asset: "USD", Amount: dec("1"), Reference: newRef()})
+			}()
+			// The second starts once the first is waiting: a batch of its own.
+			for i == 0 && arrived() == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		wg.Wait()
+		if errs[0] != nil || errs[1] != nil {
+			t.Fatalf("round %d: %v, %v", r, errs[0], errs[1])
+		}
+	}
+	if n := Retries(ctx); n != 0 {
+		t.Errorf("%d retries: crossing batches deadlocked, their locks are not taken in one order", n)
+	}
+	wantBalance(t, db, a.Party, "USD", "100", "100", "0")
+	wantBalance(t, db, b.Party, "USD", "100", "100", "0")
 	requireReconciled(t, db)
 }
