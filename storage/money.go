@@ -1242,19 +1242,25 @@ const spentTodaySQL = `COALESCE(CASE WHEN b.daily_spent_on = ` + todaySQL + ` TH
 // it; its debit then counts for neither day's counter (it is a transaction of the earlier day,
 // whose counter is gone) rather than wiping the new day's.
 func addSpentSQL(amount string) string {
-	return `daily_spent = CASE WHEN daily_spent_on = ` + todaySQL + ` THEN daily_spent + ` + amount + `
-                       WHEN daily_spent_on > ` + todaySQL + ` THEN daily_spent ELSE ` + amount + ` END,
-    daily_spent_on = CASE WHEN daily_spent_on > ` + todaySQL + ` THEN daily_spent_on ELSE ` + todaySQL + ` END`
+	return `daily_spent = ` + spentAfterSQL(amount) + `,
+    daily_spent_on = ` + spentOnAfterSQL
 }
 
 // addSpentIfSQL is addSpentSQL for a statement that updates many rows, some of which had no
 // debit: where amount is NULL the counter stays as it is.
 func addSpentIfSQL(amount string) string {
-	return `daily_spent = CASE WHEN ` + amount + ` IS NULL THEN daily_spent
-                       WHEN daily_spent_on = ` + todaySQL + ` THEN daily_spent + ` + amount + `
-                       WHEN daily_spent_on > ` + todaySQL + ` THEN daily_spent ELSE ` + amount + ` END,
-    daily_spent_on = CASE WHEN ` + amount + ` IS NULL OR daily_spent_on > ` + todaySQL + ` THEN daily_spent_on ELSE ` + todaySQL + ` END`
+	return `daily_spent = CASE WHEN ` + amount + ` IS NULL THEN daily_spent ELSE ` + spentAfterSQL(amount) + ` END,
+    daily_spent_on = CASE WHEN ` + amount + ` IS NULL THEN daily_spent_on ELSE ` + spentOnAfterSQL + ` END`
 }
+
+// spentAfterSQL and spentOnAfterSQL are the counter and its day after a debit of amount (the
+// rules of addSpentSQL).
+func spentAfterSQL(amount string) string {
+	return `CASE WHEN daily_spent_on = ` + todaySQL + ` THEN daily_spent + ` + amount + `
+                       WHEN daily_spent_on > ` + todaySQL + ` THEN daily_spent ELSE ` + amount + ` END`
+}
+
+const spentOnAfterSQL = `CASE WHEN daily_spent_on > ` + todaySQL + ` THEN daily_spent_on ELSE ` + todaySQL + ` END`
 
 type profile struct {
 	first, last, phone []byte // ciphertexts

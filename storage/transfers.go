@@ -384,7 +384,6 @@ type plannedTransfer struct {
 	recipientView []byte
 	shown         Counterparty // senderView in the clear, for the answer
 	decimals      int
-	firstEntry    int // its entries in the write batch's list: sender, recipient, fee
 }
 
 // lockWalletSQL serializes the movements that debit one user (see the isolation argument).
@@ -857,7 +856,6 @@ func (db *DB) transferBatchAttempt(ctx context.Context, items []*transferItem) (
 		p := &plans[pi]
 		it := items[p.idx]
 		r, s := it.req, it.req.Sender
-		p.firstEntry = len(entries)
 		sid, rid := s.UserID, p.rcpt.UserID
 		entries = append(entries,
 			entryRow{key: balKey{s.Region, s.UserID, r.Asset}, plan: pi, amount: p.debit.Neg(), cpID: &rid, cpDisplay: p.senderView},
