@@ -67,6 +67,7 @@ Environment:
   AUTO_MIGRATE      migrate and seed at start (default true in development, false in production)
   JOB_INTERVAL      how often a pod expires cash-outs and purges past-retention rows (default 1m)
   GOMEMLIMIT        the Go heap's soft limit (default here 80MiB; Kubernetes sets it from the pod)
+  GOGC              the Go collector's heap growth between collections (default here 400)
   FEE_SCHEDULE      fees per movement type and asset, e.g. "transfer=0.10+1%,cash_out/EGP=5"
                     (default: no fees)
 
@@ -219,7 +220,7 @@ func migrateCmd(ctx context.Context, c *config, log *zap.Logger, args []string, 
 
 func serve(ctx context.Context, c *config, log *zap.Logger, stdout io.Writer) error {
 	log.Info("configuration", c.logFields()...)
-	setMemoryLimit(log, os.Getenv)
+	tuneGC(log, os.Getenv)
 	return withDatabase(ctx, c, log, func(url string) error {
 		if c.AutoMigrate {
 			if err := storage.MigrateUp(ctx, url, c.regions); err != nil {
@@ -329,9 +330,24 @@ func listenAndServe(ctx context.Context, c *config, log *zap.Logger, api *server
 // during a burst.
 const defaultMemoryLimit = 80 << 20
 
-// setMemoryLimit applies defaultMemoryLimit unless GOMEMLIMIT says otherwise (the runtime reads
-// GOMEMLIMIT itself; Kubernetes sets it from the container's limit).
-func setMemoryLimit(log *zap.Logger, getenv func(string) string) {
+// defaultGCPercent is GOGC when the environment does not set it. The live heap of a serving
+// process is under 10 MiB and each transfer allocates about 30 KB (pgx's messages, HTTP, JSON),
+// so at the default of 100 the collector ran every few hundred transfers and took about a tenth
+// of the server's CPU under load. At 400 the heap may grow to five times the live data between
+// collections, still far below the memory limit, which bounds it either way (the collector runs
+// more often near the limit, whatever GOGC says). Measured with the driver's uniform scenario
+// (16 clients, 15 s, three alternated rounds on 2 cores): the server's CPU per transfer fell
+// from 0.210–0.222 ms to 0.187–0.206 ms; its RSS under load stayed at 94–95 MiB.
+const defaultGCPercent = 400
+
+// tuneGC applies defaultMemoryLimit unless GOMEMLIMIT says otherwise and defaultGCPercent
+// unless GOGC does (the runtime reads both variables itself; Kubernetes sets GOMEMLIMIT from the
+// container's limit).
+func tuneGC(log *zap.Logger, getenv func(string) string) {
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
+		log.Info("gc percent", zap.Int("percent", defaultGCPercent))
+	}
 	if getenv("GOMEMLIMIT") != "" {
 		return
 	}

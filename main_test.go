@@ -150,16 +150,22 @@ func TestServeOnEmbeddedPostgres(t *testing.T) {
 	}
 }
 
-func TestSetMemoryLimit(t *testing.T) {
-	before := debug.SetMemoryLimit(-1)
-	defer debug.SetMemoryLimit(before)
+func TestTuneGC(t *testing.T) {
+	beforeLimit, beforePercent := debug.SetMemoryLimit(-1), debug.SetGCPercent(100)
+	defer func() { debug.SetMemoryLimit(beforeLimit); debug.SetGCPercent(beforePercent) }()
 	debug.SetMemoryLimit(math.MaxInt64)
-	setMemoryLimit(zap.NewNop(), envFrom(map[string]string{"GOMEMLIMIT": "200MiB"}))
+	tuneGC(zap.NewNop(), envFrom(map[string]string{"GOMEMLIMIT": "200MiB", "GOGC": "100"}))
 	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
 		t.Fatalf("GOMEMLIMIT set, yet the limit changed to %d", got)
 	}
-	setMemoryLimit(zap.NewNop(), envFrom(nil))
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Fatalf("GOGC set, yet the GC percent changed to %d", got)
+	}
+	tuneGC(zap.NewNop(), envFrom(nil))
 	if got := debug.SetMemoryLimit(-1); got != defaultMemoryLimit {
 		t.Fatalf("limit = %d, want %d", got, defaultMemoryLimit)
+	}
+	if got := debug.SetGCPercent(100); got != defaultGCPercent {
+		t.Fatalf("GC percent = %d, want %d", got, defaultGCPercent)
 	}
 }
