@@ -34,8 +34,9 @@ test-crdb:
 # Load benchmark (loadtest/bench/README.md): pgbench's transfer scripts, then the API's uniform and hot
 # scenarios at the same 16 clients on this machine; prints the ratios and writes loadtest/RESULTS.md.
 BENCH_SECONDS ?= 20
+BENCH_PAIRS ?= 3
 bench: build
-	BENCH_SECONDS=$(BENCH_SECONDS) $(GO) run ./loadtest/bench -server bin/7awel -out loadtest/RESULTS.md
+	BENCH_SECONDS=$(BENCH_SECONDS) BENCH_PAIRS=$(BENCH_PAIRS) $(GO) run ./loadtest/bench -server bin/7awel -out loadtest/RESULTS.md
 
 k8s:
 	$(GO) run ./k8s/render $(OVERLAY)

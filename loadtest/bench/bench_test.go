@@ -134,6 +134,45 @@ func TestRatiosComeFromOneRun(t *testing.T) {
 		t.Errorf("markdown lacks WAL per transfer (400 and 2800 measured, a dash where not):\n%s", md)
 	}
 
+	// Three pairs: the API run again twice, pgbench after each. The value is the median of the
+	// pairs' ratios; one pair under 0.5 makes the target not met, whatever the median.
+	r3 := r2
+	r3.API = append(slices.Clone(r2.API),
+		APIRun{Kind: "uniform-again", Label: "uniform, closed loop, again (pair 2 of 3)", Report: report(1500, 0, 30000, 4, 12, 70)},
+		APIRun{Kind: "uniform-again", Label: "uniform, closed loop, again (pair 3 of 3)", Report: report(1800, 0, 36000, 4, 12, 70)})
+	r3.Pgbench = append(slices.Clone(r2.Pgbench),
+		PgbenchResult{Script: "transfer_random.sql", TPS: 4000, After: true},
+		PgbenchResult{Script: "transfer_random.sql", TPS: 2000, After: true})
+	// Pairs: 3000 / mean(4000, 2000) = 1, 1500 / mean(2000, 4000) = 0.5, 1800 / mean(4000, 2000) = 0.6.
+	checkUniform := func(r *Results, want float64, verdict string, from ...string) {
+		t.Helper()
+		for _, x := range r.Ratios() {
+			if x.Name != "API uniform TPS / pgbench random TPS" {
+				continue
+			}
+			if d := x.Value - want; d > 1e-9 || d < -1e-9 || x.verdict() != verdict {
+				t.Errorf("uniform ratio %v (%s), want %v (%s)", x.Value, x.verdict(), want, verdict)
+			}
+			for _, f := range from {
+				if !strings.Contains(x.From, f) {
+					t.Errorf("uniform ratio from %q lacks %q", x.From, f)
+				}
+			}
+			return
+		}
+		t.Error("no uniform ratio")
+	}
+	checkUniform(&r3, 0.6, "met", "median of 3 pairs", "1.000 (3000 / 3000)", "0.500 (1500 / 3000)", "0.600 (1800 / 3000)")
+	if md := r3.markdown(); !strings.Contains(md, "| transfer_random.sql again, right after the API's uniform run (pair 3) | 2000 |") ||
+		!strings.Contains(md, "≥ 0.5 in every pair") {
+		t.Errorf("markdown lacks the pairs:\n%s", md)
+	}
+	r3.API[len(r3.API)-2].Report = report(1497, 0, 30000, 4, 12, 70) // pair 2: 0.499
+	checkUniform(&r3, 0.6, "NOT met", "0.499 (1497 / 3000)")
+	// An API run without pgbench after it still pairs with the run before it.
+	r3.Pgbench = r3.Pgbench[:len(r3.Pgbench)-1]
+	checkUniform(&r3, 0.499, "NOT met", "median of 3 pairs", "0.450 (1800 / 4000)")
+
 	// A target missed says so, and a missing run is "not measured", never a made-up number.
 	r.API[1].Report = report(1000, 500, 20000, 5, 50, 200)
 	r.API = r.API[:2]

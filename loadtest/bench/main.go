@@ -57,6 +57,7 @@ type options struct {
 	profile  bool
 	halfRate bool
 	warmup   bool
+	pairs    int
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -84,6 +85,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.profile, "profile", true, "profile the server's CPU under uniform and list the top costs")
 	fs.BoolVar(&o.halfRate, "half-rate", true, "run uniform open-loop at half the peak rate, for p99/p50")
 	fs.BoolVar(&o.warmup, "warmup", true, "one unmeasured transfer per payer before every run's load, after its checkpoint (steady state: warm PIN cache)")
+	defPairs := 3
+	if v := os.Getenv("BENCH_PAIRS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			fmt.Fprintf(stderr, "bench: BENCH_PAIRS=%q is not a number\n", v)
+			return 2
+		}
+		defPairs = n
+	}
+	fs.IntVar(&o.pairs, "pairs", defPairs, "API uniform runs, each followed by pgbench's random transfer, for uniform/pgbench, 1..10 (BENCH_PAIRS)")
 	var render string
 	fs.StringVar(&render, "render", "", "only write -out again from a -json file of an earlier run (no measurement)")
 	if err := fs.Parse(args); err != nil {
@@ -110,6 +121,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if o.seconds < 5 || o.seconds > 300 {
 		fmt.Fprintf(stderr, "bench: %d seconds: want 5..300\n", o.seconds)
+		return 2
+	}
+	if o.pairs < 1 || o.pairs > 10 {
+		fmt.Fprintf(stderr, "bench: %d pairs: want 1..10\n", o.pairs)
 		return 2
 	}
 	if o.clients < 1 || o.clients > 64 {
@@ -319,18 +334,29 @@ func bench(ctx context.Context, o options, progress io.Writer) (*Results, error)
 	if err != nil {
 		return res, err
 	}
-	// pgbench's random transfer once more, right after: the ratio compares the API's run with
-	// pgbench on both sides of it, as this shared machine's speed drifts over minutes.
-	say("pgbench: transfer_random.sql again, %d clients, %d s", o.clients, o.seconds)
-	pctx, cancel := context.WithTimeout(ctx, phaseTimeout(o.seconds))
-	after, err := runPgbench(pctx, pgDB, filepath.Join(o.scripts, "transfer_random.sql"), o.clients, o.seconds, 0, dir, "_after")
-	cancel()
-	if err != nil {
-		return res, err
+	// pgbench's random transfer once more right after each API uniform run, and the API's
+	// uniform run again (its users reused) until there are o.pairs of them: each API run is
+	// compared with pgbench on both sides of it, as this shared machine's speed drifts over
+	// minutes, and the pairs show how far one ratio can be trusted.
+	for k := 1; k <= o.pairs; k++ {
+		if k > 1 {
+			label := fmt.Sprintf("uniform, closed loop, again (pair %d of %d)", k, o.pairs)
+			if _, err := drive("uniform-again", label, driver.Config{Scenario: "uniform", Mode: driver.Closed, Workers: o.clients,
+				Duration: dur, Population: uniform.Population}); err != nil {
+				return res, err
+			}
+		}
+		say("pgbench: transfer_random.sql again, %d clients, %d s", o.clients, o.seconds)
+		pctx, cancel := context.WithTimeout(ctx, phaseTimeout(o.seconds))
+		after, err := runPgbench(pctx, pgDB, filepath.Join(o.scripts, "transfer_random.sql"), o.clients, o.seconds, 0, dir, fmt.Sprintf("_after%d", k))
+		cancel()
+		if err != nil {
+			return res, err
+		}
+		after.After = true
+		say("pgbench: transfer_random.sql again: %.0f TPS, p50 %.2f ms, p99 %.2f ms", after.TPS, after.P50Ms, after.P99Ms)
+		res.Pgbench = append(res.Pgbench, after)
 	}
-	after.After = true
-	say("pgbench: transfer_random.sql again: %.0f TPS, p50 %.2f ms, p99 %.2f ms", after.TPS, after.P50Ms, after.P99Ms)
-	res.Pgbench = append(res.Pgbench, after)
 	if _, err := drive("hot", "hot, closed loop", driver.Config{Scenario: "hot", Mode: driver.Closed, Workers: o.clients, Duration: dur}); err != nil {
 		return res, err
 	}
