@@ -163,6 +163,12 @@ func TestRatiosComeFromOneRun(t *testing.T) {
 		t.Error("no uniform ratio")
 	}
 	checkUniform(&r3, 0.6, "met", "median of 3 pairs", "1.000 (3000 / 3000)", "0.500 (1500 / 3000)", "0.600 (1800 / 3000)")
+	// Hot (2700) is compared with the uniform run just before it, the last repeat (1800).
+	for _, x := range r3.Ratios() {
+		if x.Name == "API hot TPS / API uniform TPS" && (x.Value != 1.5 || !strings.Contains(x.From, "2700 / 1800 (uniform, closed loop, again (pair 3 of 3)")) {
+			t.Errorf("hot/uniform with repeats: %v (%s), want 1.5 = 2700 / 1800", x.Value, x.From)
+		}
+	}
 	if md := r3.markdown(); !strings.Contains(md, "| transfer_random.sql again, right after the API's uniform run (pair 3) | 2000 |") ||
 		!strings.Contains(md, "≥ 0.5 in every pair") {
 		t.Errorf("markdown lacks the pairs:\n%s", md)
