@@ -139,11 +139,10 @@ func TestRatiosComeFromOneRun(t *testing.T) {
 	r3 := r2
 	r3.API = append(slices.Clone(r2.API),
 		APIRun{Kind: "uniform-again", Label: "uniform, closed loop, again (pair 2 of 3)", Report: report(1500, 0, 30000, 4, 12, 70)},
-		APIRun{Kind: "uniform-again", Label: "uniform, closed loop, again (pair 3 of 3)", Report: report(1800, 0, 36000, 4, 12, 70)})
+		APIRun{Kind: "uniform-again", Label: "uniform, closed loop, again (pair 3 of 3)", Report: report(2000, 0, 40000, 4, 12, 70)})
 	r3.Pgbench = append(slices.Clone(r2.Pgbench),
-		PgbenchResult{Script: "transfer_random.sql", TPS: 4000, After: true},
-		PgbenchResult{Script: "transfer_random.sql", TPS: 2000, After: true})
-	// Pairs: 3000 / mean(4000, 2000) = 1, 1500 / mean(2000, 4000) = 0.5, 1800 / mean(4000, 2000) = 0.6.
+		PgbenchResult{Script: "transfer_random.sql", TPS: 3000, After: true},
+		PgbenchResult{Script: "transfer_random.sql", TPS: 5000, After: true})
 	checkUniform := func(r *Results, want float64, verdict string, from ...string) {
 		t.Helper()
 		for _, x := range r.Ratios() {
@@ -162,22 +161,38 @@ func TestRatiosComeFromOneRun(t *testing.T) {
 		}
 		t.Error("no uniform ratio")
 	}
-	checkUniform(&r3, 0.6, "met", "median of 3 pairs", "1.000 (3000 / 3000)", "0.500 (1500 / 3000)", "0.600 (1800 / 3000)")
-	// Hot (2700) is compared with the uniform run just before it, the last repeat (1800).
-	for _, x := range r3.Ratios() {
-		if x.Name == "API hot TPS / API uniform TPS" && (x.Value != 1.5 || !strings.Contains(x.From, "2700 / 1800 (uniform, closed loop, again (pair 3 of 3)")) {
-			t.Errorf("hot/uniform with repeats: %v (%s), want 1.5 = 2700 / 1800", x.Value, x.From)
-		}
-	}
-	if md := r3.markdown(); !strings.Contains(md, "| transfer_random.sql again, right after the API's uniform run (pair 3) | 2000 |") ||
+	// pgbench 4000, 2000, 3000, 5000 around the API's 3000, 1500, 2000: 3000 / 3000 = 1,
+	// 1500 / 2500 = 0.6, 2000 / 4000 = 0.5.
+	checkUniform(&r3, 0.6, "met", "median of 3 pairs", "1.000 (3000 / 3000)", "0.600 (1500 / 2500)", "0.500 (2000 / 4000)")
+	if md := r3.markdown(); !strings.Contains(md, "| transfer_random.sql again, right after the API's uniform run (pair 3) | 5000 |") ||
 		!strings.Contains(md, "≥ 0.5 in every pair") {
 		t.Errorf("markdown lacks the pairs:\n%s", md)
 	}
-	r3.API[len(r3.API)-2].Report = report(1497, 0, 30000, 4, 12, 70) // pair 2: 0.499
-	checkUniform(&r3, 0.6, "NOT met", "0.499 (1497 / 3000)")
-	// An API run without pgbench after it still pairs with the run before it.
-	r3.Pgbench = r3.Pgbench[:len(r3.Pgbench)-1]
-	checkUniform(&r3, 0.499, "NOT met", "median of 3 pairs", "0.450 (1800 / 4000)")
+	// Hot (2700) is compared with the uniform run just before it, the last repeat (2000).
+	found := false
+	for _, x := range r3.Ratios() {
+		if x.Name == "API hot TPS / API uniform TPS" {
+			found = true
+			if x.Value != 1.35 || !strings.Contains(x.From, "2700 / 2000 (uniform, closed loop, again (pair 3 of 3)") {
+				t.Errorf("hot/uniform with repeats: %v (%s), want 1.35 = 2700 / 2000", x.Value, x.From)
+			}
+		}
+	}
+	if !found {
+		t.Error("no hot/uniform ratio")
+	}
+	r3.API[len(r3.API)-1].Report = report(1996, 0, 40000, 4, 12, 70) // pair 3: 0.499
+	checkUniform(&r3, 0.6, "NOT met", "0.499 (1996 / 4000)")
+	// Two pairs: the median of an even count is the mean of the middle two, (1 + 0.6) / 2.
+	r4 := r3
+	r4.API = r3.API[:len(r3.API)-1]
+	checkUniform(&r4, 0.8, "met", "median of 2 pairs")
+	// A uniform run without pgbench before it (that pgbench run failed) is not a pair, and the
+	// target cannot count as met on the others; the run before it keeps the side it has:
+	// 1500 / 2000 = 0.75, and the median of 1 and 0.75.
+	r3.Pgbench = slices.Clone(r3.Pgbench)
+	r3.Pgbench[len(r3.Pgbench)-2].TPS = 0
+	checkUniform(&r3, 0.875, "NOT met", "median of 2 pairs", "0.750 (1500 / 2000)", "1 of 3 uniform runs without pgbench before them")
 
 	// A target missed says so, and a missing run is "not measured", never a made-up number.
 	r.API[1].Report = report(1000, 500, 20000, 5, 50, 200)

@@ -338,13 +338,16 @@ func bench(ctx context.Context, o options, progress io.Writer) (*Results, error)
 	// uniform run again (its users reused) until there are o.pairs of them: each API run is
 	// compared with pgbench on both sides of it, as this shared machine's speed drifts over
 	// minutes, and the pairs show how far one ratio can be trusted.
+	last := uniform // the uniform run nearest in time to the runs after the pairs
 	for k := 1; k <= o.pairs; k++ {
 		if k > 1 {
 			label := fmt.Sprintf("uniform, closed loop, again (pair %d of %d)", k, o.pairs)
-			if _, err := drive("uniform-again", label, driver.Config{Scenario: "uniform", Mode: driver.Closed, Workers: o.clients,
-				Duration: dur, Population: uniform.Population}); err != nil {
+			rep, err := drive("uniform-again", label, driver.Config{Scenario: "uniform", Mode: driver.Closed, Workers: o.clients,
+				Duration: dur, Population: uniform.Population})
+			if err != nil {
 				return res, err
 			}
+			last = rep
 		}
 		say("pgbench: transfer_random.sql again, %d clients, %d s", o.clients, o.seconds)
 		pctx, cancel := context.WithTimeout(ctx, phaseTimeout(o.seconds))
@@ -360,8 +363,9 @@ func bench(ctx context.Context, o options, progress io.Writer) (*Results, error)
 	if _, err := drive("hot", "hot, closed loop", driver.Config{Scenario: "hot", Mode: driver.Closed, Workers: o.clients, Duration: dur}); err != nil {
 		return res, err
 	}
-	if o.halfRate && uniform.Throughput > 2 {
-		rate := uniform.Throughput / 2
+	// Half the peak of the last uniform run, the one nearest in time (the machine drifts).
+	if o.halfRate && last.Throughput > 2 {
+		rate := last.Throughput / 2
 		if _, err := drive("half", fmt.Sprintf("uniform, open loop at half the peak (%.0f/s)", rate), driver.Config{Scenario: "uniform",
 			Mode: driver.Open, Rate: rate, Workers: 4 * o.clients, Duration: dur, Population: uniform.Population}); err != nil {
 			return res, err
