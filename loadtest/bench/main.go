@@ -64,14 +64,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
-	defSeconds := 20
-	if v := os.Getenv("BENCH_SECONDS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			fmt.Fprintf(stderr, "bench: BENCH_SECONDS=%q is not a number\n", v)
-			return 2
-		}
-		defSeconds = n
+	defSeconds, err := envInt("BENCH_SECONDS", 20)
+	if err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return 2
+	}
+	defPairs, err := envInt("BENCH_PAIRS", 3)
+	if err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return 2
 	}
 	fs.IntVar(&o.seconds, "seconds", defSeconds, "length of every measured run, 5..300 (BENCH_SECONDS)")
 	fs.IntVar(&o.clients, "clients", 16, "closed-loop concurrency of pgbench and the driver, as in reference/performance.md")
@@ -85,15 +86,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.profile, "profile", true, "profile the server's CPU under uniform and list the top costs")
 	fs.BoolVar(&o.halfRate, "half-rate", true, "run uniform open-loop at half the peak rate, for p99/p50")
 	fs.BoolVar(&o.warmup, "warmup", true, "one unmeasured transfer per payer before every run's load, after its checkpoint (steady state: warm PIN cache)")
-	defPairs := 3
-	if v := os.Getenv("BENCH_PAIRS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			fmt.Fprintf(stderr, "bench: BENCH_PAIRS=%q is not a number\n", v)
-			return 2
-		}
-		defPairs = n
-	}
 	fs.IntVar(&o.pairs, "pairs", defPairs, "API uniform runs, each followed by pgbench's random transfer, for uniform/pgbench, 1..10 (BENCH_PAIRS)")
 	var render string
 	fs.StringVar(&render, "render", "", "only write -out again from a -json file of an earlier run (no measurement)")
@@ -216,6 +208,19 @@ func envOr(k, def string) string {
 		return v
 	}
 	return def
+}
+
+// envInt is the number in environment variable k, or def when it is unset.
+func envInt(k string, def int) (int, error) {
+	v := os.Getenv(k)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, fmt.Errorf("%s=%q is not a number", k, v)
+	}
+	return n, nil
 }
 
 func bench(ctx context.Context, o options, progress io.Writer) (*Results, error) {

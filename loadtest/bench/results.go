@@ -118,11 +118,16 @@ func (r *Results) api(kind string) *APIRun {
 
 func met(ok bool) *bool { return &ok }
 
+// closedUniform says a is a measured closed-loop uniform run: the first or a repeat of it.
+func (a *APIRun) closedUniform() bool {
+	return (a.Kind == "uniform" || a.Kind == "uniform-again") && a.Report != nil
+}
+
 // lastUniform is the API's last closed-loop uniform run: the first, or its last repeat.
 func (r *Results) lastUniform() *APIRun {
 	var last *APIRun
 	for i := range r.API {
-		if a := &r.API[i]; (a.Kind == "uniform" || a.Kind == "uniform-again") && a.Report != nil {
+		if a := &r.API[i]; a.closedUniform() {
 			last = a
 		}
 	}
@@ -146,14 +151,14 @@ func (p uniformPair) ratio() float64 { return p.api / p.pgbench() }
 
 // uniformPairs pairs the API's uniform runs (the first, then its repeats) with pgbench's
 // random transfer before and after each: the first API run follows the first pgbench run, and
-// every later one the pgbench run made after the previous API run.
-// runs counts the API's uniform runs, paired or not: a run left without pgbench before it (a
+// every later one the pgbench run made after the previous API run. runs counts the API's
+// uniform runs, paired or not: a run left without pgbench before it (a
 // pgbench run that failed) is not a pair, and the target cannot then count as met.
 func (r *Results) uniformPairs() (pairs []uniformPair, runs int) {
 	pgR := r.pg("transfer_random.sql")
 	var apis []float64
 	for _, a := range r.API {
-		if (a.Kind == "uniform" || a.Kind == "uniform-again") && a.Report != nil {
+		if a.closedUniform() {
 			apis = append(apis, a.Report.Throughput)
 		}
 	}
