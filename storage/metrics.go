@@ -14,6 +14,11 @@ type metrics struct {
 	giveups *prometheus.CounterVec // op
 	errors  *prometheus.CounterVec // sqlstate_class
 
+	// The transfer batcher (transfers.go): items per batch, and runners started beside a running
+	// one, by why (a stalled batch, or more than a full batch queued).
+	batchSize    prometheus.Histogram
+	extraRunners *prometheus.CounterVec // reason
+
 	// PIN security signals, counted here because only VerifyPIN knows which failure set the
 	// lock. No labels: the user is never a label value.
 	pinFailures prometheus.Counter
@@ -38,6 +43,15 @@ func newMetrics(reg prometheus.Registerer, pool *pgxpool.Pool) *metrics {
 			Name: "wallet_db_errors_total",
 			Help: "Statement errors returned by the database, by SQLSTATE class (first two characters).",
 		}, []string{"sqlstate_class"}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "wallet_transfer_batch_size",
+			Help:    "Transfers per database transaction of the PostgreSQL transfer batcher.",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64},
+		}),
+		extraRunners: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wallet_transfer_batch_extra_runners_total",
+			Help: "Transfer batches started beside a running one, by reason: stalled (every running batch past its stall bound: lock waits) or queue (more than a full batch waiting).",
+		}, []string{"reason"}),
 		pinFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wallet_pin_failures_total",
 			Help: "Wrong PINs entered (each checked attempt that did not match).",
@@ -47,8 +61,12 @@ func newMetrics(reg prometheus.Registerer, pool *pgxpool.Pool) *metrics {
 			Help: "PIN lock-outs: wrong PINs that used up the last attempt and set the lock.",
 		}),
 	}
+	for _, reason := range []string{"stalled", "queue"} {
+		m.extraRunners.WithLabelValues(reason) // exported at 0 before the first
+	}
 	if reg != nil {
-		reg.MustRegister(m.txs, m.retries, m.giveups, m.errors, m.pinFailures, m.pinLockouts, newPoolCollector(pool))
+		reg.MustRegister(m.txs, m.retries, m.giveups, m.errors, m.batchSize, m.extraRunners, m.pinFailures, m.pinLockouts,
+			newPoolCollector(pool))
 	}
 	return m
 }

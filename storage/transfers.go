@@ -21,8 +21,9 @@ package storage
 //     the history query (+19 % uniform throughput alone).
 //   - Hot row: 40001 on every concurrent credit under SERIALIZABLE; then, with 8 batches in
 //     flight, 1.4 transfers per batch queued on the row (hot/uniform 0.57). READ COMMITTED with
-//     locks has no retries, and 2 batches in flight make batches big (hot/uniform 0.74–0.97 over
-//     six same-run rounds on this shared machine, median about 0.9).
+//     locks has no retries, and 2 batches in flight made batches big (hot/uniform 0.74–0.97 over
+//     six same-run rounds on this shared machine, median about 0.9). One batch in flight makes
+//     them bigger still (newTransferBatcher): hot/uniform 1.14 in `make bench`.
 //   - The daily limit's sum over today's outgoing transactions: a per-sender scan that grew
 //     with the sender's transfers of the day (about 25 % of uniform throughput in the benchmark,
 //     whose users send dozens each, and the long tail of the half-rate run, which reuses them).
@@ -103,9 +104,11 @@ package storage
 //     and an FK check's KEY SHARE lock on a wallet does not conflict with NO KEY UPDATE. A
 //     40P01 or 40001 is still retried, as everywhere.
 //
-// Coalescing: the hot account. Requests queue in a per-process batcher; while fewer than
-// `limit` batches are in flight a new request starts one, otherwise it waits for the next one
-// (at most maxTransferBatch items). At low load a batch is one transfer (no added latency);
+// Coalescing: the hot account. Requests queue in a per-process batcher; with no batch in flight
+// a new request starts one, otherwise it waits for the next one (at most maxTransferBatch
+// items), unless the running batch has stalled for transferBatchStall (a lock wait) or more than
+// a full batch waits: then it gets a runner of its own, up to `limit` (newTransferBatcher). At
+// low load a batch is one transfer (no added latency);
 // under load batches grow on their own, the hot row takes one UPDATE and the commit one WAL
 // flush per batch. Error isolation: the pipeline cannot survive a failed statement, so items are
 // validated in Go against the locked reads before the write batch; refused items (insufficient
@@ -167,25 +170,45 @@ const (
 	transferBatchTimeout = 30 * time.Second
 )
 
-// transferBatcher queues transfers and runs them in batches, at most limit at once.
+// transferBatcher queues transfers and runs them in batches: one batch at a time, and a second
+// (up to limit) only while the first is stalled or more than a full batch is waiting.
 type transferBatcher struct {
 	mu      sync.Mutex
 	queue   []*transferItem
 	running int
 	limit   int
+	// busy holds, per runner with a batch in flight, when that batch started.
+	busy map[*transferRunner]time.Time
+	// stallAfter is how long a batch may run before the next request starts another runner.
+	stallAfter time.Duration
 
 	// beforeWrites, set by tests only, runs between a batch's reads and its writes with the
 	// number of accepted items (transfers_test.go breaks an invariant there).
 	beforeWrites func(accepted int)
 }
 
-// newTransferBatcher allows one batch in flight per core, at least two and at most half the
-// pool. Two overlap one batch's round trips and Go work with the other's execution; more only
-// make batches smaller: on a hot row they queue behind each other (measured here on 2 cores:
-// 8 in flight gave 1.4 transfers per batch and hot/uniform 0.57, 2 gave hot/uniform 0.95–1.0
-// and a higher uniform rate too). The rest of the pool serves reads and the other movements.
+// transferRunner is one goroutine draining the queue (drain).
+type transferRunner struct{ _ byte }
+
+// transferBatchStall is transferBatcher.stallAfter. A batch commits in a few milliseconds even at
+// the peak (its transfers' p99 was 7-9 ms end to end in `make bench`), so one still running
+// after this is waiting for a lock (another movement of one of its senders, a relocation) or
+// for a slow disk, and the requests queued behind it get a runner of their own.
+const transferBatchStall = 20 * time.Millisecond
+
+// newTransferBatcher runs one batch at a time and allows a second (up to one per core, at least
+// two, at most half the pool) only when the running ones are stalled or a full batch is waiting.
+// Why one: a batch's cost is mostly per statement, not per transfer, so the bigger the batch the
+// cheaper each transfer, and every runner in flight splits the queue. Measured with the driver's
+// uniform scenario (16 clients, 15 s, alternated, 2 cores): one runner did 1.10, 1.01 and 1.10
+// times the transfers/s of two always allowed, at 63 % of the machine instead of 85 % and with
+// 28 % less of the server's CPU per transfer; three did 0.85-0.93 times. On a hot row the two
+// runners queued behind each other as well. The second runner keeps a stalled batch (a lock
+// wait) from holding every transfer of the process behind it, and lets a queue longer than one
+// batch (many clients) use more connections.
 func newTransferBatcher(pool *pgxpool.Pool) *transferBatcher {
-	return &transferBatcher{limit: max(2, min(runtime.GOMAXPROCS(0), int(pool.Config().MaxConns)/2))}
+	return &transferBatcher{limit: max(2, min(runtime.GOMAXPROCS(0), int(pool.Config().MaxConns)/2)),
+		busy: map[*transferRunner]time.Time{}, stallAfter: transferBatchStall}
 }
 
 type transferItem struct {
@@ -197,25 +220,58 @@ type transferItem struct {
 	err  error
 }
 
+// crowded tells whether another runner than self (nil: a new one) is wanted, and why: "queue",
+// more than a full batch waits, or "stalled", every other runner's batch has run for longer
+// than stallAfter (a runner between two batches is about to take the queue: not stalled); ""
+// when not. Called with mu held.
+func (b *transferBatcher) crowded(self *transferRunner, now time.Time) string {
+	if len(b.queue) >= maxTransferBatch {
+		return "queue"
+	}
+	others := b.running
+	if self != nil {
+		others--
+	}
+	stalled := 0
+	for r, since := range b.busy {
+		if r != self && now.Sub(since) > b.stallAfter {
+			stalled++
+		}
+	}
+	if others > 0 && stalled == others {
+		return "stalled"
+	}
+	return ""
+}
+
 func (b *transferBatcher) submit(db *DB, items ...*transferItem) {
 	b.mu.Lock()
 	b.queue = append(b.queue, items...)
-	start := b.running < b.limit
+	start, reason := b.running == 0, ""
+	if !start && b.running < b.limit {
+		reason = b.crowded(nil, time.Now())
+		start = reason != ""
+	}
 	if start {
 		b.running++
 	}
 	b.mu.Unlock()
 	if start {
+		if reason != "" {
+			db.metrics.extraRunners.WithLabelValues(reason).Inc()
+		}
 		go b.drain(db)
 	}
 }
 
-// drain runs batches until the queue is empty. A runner leaves only with the queue empty, under
-// the lock that submit appends under, so no request is ever left without one.
+// drain runs batches until the queue is empty, or, when another runner is left, until this one
+// is no longer wanted (crowded). A runner leaves only under the lock that submit appends under,
+// and never as the last one with a request queued, so no request is ever left without one.
 func (b *transferBatcher) drain(db *DB) {
+	self := &transferRunner{}
 	for {
 		b.mu.Lock()
-		if len(b.queue) == 0 {
+		if len(b.queue) == 0 || (b.running > 1 && b.crowded(self, time.Now()) == "") {
 			b.running--
 			b.mu.Unlock()
 			return
@@ -223,12 +279,14 @@ func (b *transferBatcher) drain(db *DB) {
 		n := min(len(b.queue), maxTransferBatch)
 		batch := append([]*transferItem(nil), b.queue[:n]...)
 		b.queue = append(b.queue[:0:0], b.queue[n:]...)
+		b.busy[self] = time.Now()
 		b.mu.Unlock()
-		if later := db.runTransferBatch(batch); len(later) > 0 {
-			b.mu.Lock()
-			b.queue = append(b.queue, later...)
-			b.mu.Unlock()
-		}
+		db.metrics.batchSize.Observe(float64(n))
+		later := db.runTransferBatch(batch)
+		b.mu.Lock()
+		delete(b.busy, self)
+		b.queue = append(b.queue, later...)
+		b.mu.Unlock()
 	}
 }
 

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // submitTogether runs reqs through the batcher as one submission, so that they share a batch
@@ -125,6 +128,11 @@ func TestTransferBatchesCrossingPairsTakeLocksInOrder(t *testing.T) {
 	if db.transfers.limit < 2 {
 		t.Skipf("the batcher runs %d batch at a time", db.transfers.limit)
 	}
+	// The first batch waits for the second at its writes: every runner counts as stalled at
+	// once, so the second transfer gets a runner of its own.
+	db.transfers.mu.Lock()
+	db.transfers.stallAfter = 0
+	db.transfers.mu.Unlock()
 	region := testRegions.Primary()
 	a := newMoneyUser(t, db, region, "Ann", "Cross")
 	b := newMoneyUser(t, db, region, "Ben", "Cross")
@@ -184,5 +192,114 @@ func TestTransferBatchesCrossingPairsTakeLocksInOrder(t *testing.T) {
 	}
 	wantBalance(t, db, a.Party, "USD", "100", "100", "0")
 	wantBalance(t, db, b.Party, "USD", "100", "100", "0")
+	requireReconciled(t, db)
+}
+
+// TestTransferBatcherOneRunnerUnlessStalled drives the batcher's policy through the real batch:
+// a transfer that arrives while a batch runs waits for it and joins the next batch (one runner),
+// unless the running batch has stalled for longer than stallAfter, when it gets a runner of its
+// own and commits while the stalled batch still waits.
+func TestTransferBatcherOneRunnerUnlessStalled(t *testing.T) {
+	t.Parallel()
+	db := isolatedDB(t)
+	if db.transfers.limit < 2 {
+		t.Skipf("the batcher runs %d batch at a time", db.transfers.limit)
+	}
+	region := testRegions.Primary()
+	a := newMoneyUser(t, db, region, "Amy", "Stall")
+	b := newMoneyUser(t, db, region, "Bob", "Stall")
+	c := newMoneyUser(t, db, region, "Cat", "Stall")
+	fund(t, db, a, "USD", "100")
+	fund(t, db, c, "USD", "100")
+	send := func(from moneyUser) chan error {
+		done := make(chan error, 1)
+		go func() {
+			_, err := db.Transfer(context.Background(), TransferRequest{Sender: from.Party, Recipient: Recipient{UserID: b.UserID},
+				Asset: "USD", Amount: dec("1"), Reference: newRef()})
+			done <- err
+		}()
+		return done
+	}
+	state := func() (running, queued int) {
+		db.transfers.mu.Lock()
+		defer db.transfers.mu.Unlock()
+		return db.transfers.running, len(db.transfers.queue)
+	}
+
+	extra := func() float64 { return testutil.ToFloat64(db.metrics.extraRunners.WithLabelValues("stalled")) }
+	for _, stalled := range []bool{false, true} {
+		before := extra()
+		// The first batch holds at its writes until released.
+		held, hold := make(chan struct{}), make(chan struct{})
+		release := sync.OnceFunc(func() { close(hold) })
+		t.Cleanup(release) // a failed check must not leave the batch holding
+		var heldOnce atomic.Bool
+		db.transfers.mu.Lock()
+		db.transfers.stallAfter = time.Hour
+		if stalled {
+			db.transfers.stallAfter = 0
+		}
+		db.transfers.beforeWrites = func(int) {
+			if heldOnce.CompareAndSwap(false, true) { // only the first batch holds
+				close(held)
+				<-hold
+			}
+		}
+		db.transfers.mu.Unlock()
+		first := send(a)
+		<-held
+		second := send(c)
+		if !stalled {
+			// Not stalled: the second waits in the queue behind the one runner.
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				running, queued := state()
+				if running == 1 && queued == 1 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("not stalled: %d runners, %d queued; want 1 runner and the second transfer queued", running, queued)
+				}
+				time.Sleep(time.Millisecond)
+			}
+			release()
+			if err := <-first; err != nil {
+				t.Fatal(err)
+			}
+			if err := <-second; err != nil {
+				t.Fatal(err)
+			}
+			if n := extra() - before; n != 0 {
+				t.Errorf("not stalled: %v extra runners counted", n)
+			}
+			continue
+		}
+		// Stalled: the second commits while the first still holds.
+		select {
+		case err := <-second:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("stalled: the second transfer waited for the stalled batch")
+		}
+		select {
+		case err := <-first:
+			t.Fatalf("the held batch finished before its release: %v", err)
+		default:
+		}
+		release()
+		if err := <-first; err != nil {
+			t.Fatal(err)
+		}
+		if n := extra() - before; n != 1 {
+			t.Errorf("stalled: %v extra runners counted, want 1", n)
+		}
+	}
+	if running, queued := state(); queued != 0 {
+		t.Errorf("%d runners left with %d queued", running, queued)
+	}
+	wantBalance(t, db, a.Party, "USD", "98", "98", "0")
+	wantBalance(t, db, b.Party, "USD", "4", "4", "0")
 	requireReconciled(t, db)
 }

@@ -60,6 +60,10 @@ var Contract = map[string]Metric{
 	"wallet_db_tx_retries_total": {Kind: Counter, Labels: []string{"op"}},
 	"wallet_db_tx_giveups_total": {Kind: Counter, Labels: []string{"op"}},
 	"wallet_db_errors_total":     {Kind: Counter, Labels: []string{"sqlstate_class"}},
+	// The PostgreSQL transfer batcher.
+	"wallet_transfer_batch_size": {Kind: Histogram},
+	"wallet_transfer_batch_extra_runners_total": {Kind: Counter, Labels: []string{"reason"},
+		Values: map[string][]string{"reason": {"stalled", "queue"}}},
 
 	// Business
 	"wallet_money_movements_total": {Kind: Counter, Labels: []string{"type", "outcome", "reason"},
