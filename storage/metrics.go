@@ -15,7 +15,7 @@ type metrics struct {
 	errors  *prometheus.CounterVec // sqlstate_class
 
 	// The transfer batcher (transfers.go): items per batch, and runners started beside a running
-	// one, by why (a stalled batch, or more than a full batch queued).
+	// one, by why (a stalled batch, or a full batch or more queued).
 	batchSize    prometheus.Histogram
 	extraRunners *prometheus.CounterVec // reason
 
@@ -50,7 +50,7 @@ func newMetrics(reg prometheus.Registerer, pool *pgxpool.Pool) *metrics {
 		}),
 		extraRunners: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wallet_transfer_batch_extra_runners_total",
-			Help: "Transfer batches started beside a running one, by reason: stalled (every running batch past its stall bound: lock waits) or queue (more than a full batch waiting).",
+			Help: "Transfer batches started beside a running one, by reason: stalled (every running batch past its stall bound: lock waits) or queue (a full batch or more waiting).",
 		}, []string{"reason"}),
 		pinFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wallet_pin_failures_total",

@@ -106,10 +106,10 @@ package storage
 //
 // Coalescing: the hot account. Requests queue in a per-process batcher; with no batch in flight
 // a new request starts one, otherwise it waits for the next one (at most maxTransferBatch
-// items), unless the running batch has stalled for transferBatchStall (a lock wait) or more than
-// a full batch waits: then it gets a runner of its own, up to `limit` (newTransferBatcher). At
-// low load a batch is one transfer (no added latency);
-// under load batches grow on their own, the hot row takes one UPDATE and the commit one WAL
+// items), unless the running batch has stalled for transferBatchStall (a lock wait; a timer
+// checks for the requests already queued) or a full batch or more waits: then it gets a runner of
+// its own, up to `limit` (newTransferBatcher). At low load a batch is one transfer (no added
+// latency); under load batches grow on their own, the hot row takes one UPDATE and the commit one WAL
 // flush per batch. Error isolation: the pipeline cannot survive a failed statement, so items are
 // validated in Go against the locked reads before the write batch; refused items (insufficient
 // funds, limits, bad recipient, wrong PIN…) are answered without touching the batch. If the
@@ -171,7 +171,7 @@ const (
 )
 
 // transferBatcher queues transfers and runs them in batches: one batch at a time, and a second
-// (up to limit) only while the first is stalled or more than a full batch is waiting.
+// (up to limit) only while the first is stalled or a full batch or more is waiting.
 type transferBatcher struct {
 	mu      sync.Mutex
 	queue   []*transferItem
@@ -179,8 +179,11 @@ type transferBatcher struct {
 	limit   int
 	// busy holds, per runner with a batch in flight, when that batch started.
 	busy map[*transferRunner]time.Time
-	// stallAfter is how long a batch may run before the next request starts another runner.
+	// stallAfter is how long a batch may run before a queued request gets another runner;
+	// timer, when timerArmed, checks after stallAfter for the requests queued behind a batch.
 	stallAfter time.Duration
+	timer      *time.Timer
+	timerArmed bool
 
 	// beforeWrites, set by tests only, runs between a batch's reads and its writes with the
 	// number of accepted items (transfers_test.go breaks an invariant there).
@@ -221,7 +224,7 @@ type transferItem struct {
 }
 
 // crowded tells whether another runner than self (nil: a new one) is wanted, and why: "queue",
-// more than a full batch waits, or "stalled", every other runner's batch has run for longer
+// a full batch or more waits, or "stalled", every other runner's batch has run for longer
 // than stallAfter (a runner between two batches is about to take the queue: not stalled); ""
 // when not. Called with mu held.
 func (b *transferBatcher) crowded(self *transferRunner, now time.Time) string {
@@ -247,20 +250,51 @@ func (b *transferBatcher) crowded(self *transferRunner, now time.Time) string {
 func (b *transferBatcher) submit(db *DB, items ...*transferItem) {
 	b.mu.Lock()
 	b.queue = append(b.queue, items...)
+	b.startIfWanted(db)
+	b.mu.Unlock()
+}
+
+// startIfWanted starts a runner when none runs or when one more is wanted (crowded); otherwise,
+// with requests queued behind a running batch, it arms the stall timer, so that a batch that
+// stalls after the last request arrived still gets a runner beside it. Called with mu held.
+func (b *transferBatcher) startIfWanted(db *DB) {
 	start, reason := b.running == 0, ""
 	if !start && b.running < b.limit {
 		reason = b.crowded(nil, time.Now())
 		start = reason != ""
 	}
-	if start {
+	switch {
+	case start:
 		b.running++
-	}
-	b.mu.Unlock()
-	if start {
 		if reason != "" {
 			db.metrics.extraRunners.WithLabelValues(reason).Inc()
 		}
 		go b.drain(db)
+	case len(b.queue) > 0 && !b.timerArmed && b.running < b.limit:
+		b.timerArmed = true
+		d := max(b.stallAfter, time.Millisecond)
+		if b.timer == nil {
+			b.timer = time.AfterFunc(d, func() {
+				b.mu.Lock()
+				b.timerArmed = false
+				if len(b.queue) > 0 {
+					b.startIfWanted(db)
+				}
+				b.mu.Unlock()
+			})
+		} else {
+			b.timer.Reset(d)
+		}
+	}
+}
+
+// setStallAfter changes stallAfter (tests), disarming a pending stall timer armed with the old one.
+func (b *transferBatcher) setStallAfter(d time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.stallAfter = d
+	if b.timer != nil && b.timer.Stop() {
+		b.timerArmed = false
 	}
 }
 
@@ -273,6 +307,9 @@ func (b *transferBatcher) drain(db *DB) {
 		b.mu.Lock()
 		if len(b.queue) == 0 || (b.running > 1 && b.crowded(self, time.Now()) == "") {
 			b.running--
+			if len(b.queue) > 0 {
+				b.startIfWanted(db) // the stall timer, for what this runner leaves queued
+			}
 			b.mu.Unlock()
 			return
 		}

@@ -130,9 +130,7 @@ func TestTransferBatchesCrossingPairsTakeLocksInOrder(t *testing.T) {
 	}
 	// The first batch waits for the second at its writes: every runner counts as stalled at
 	// once, so the second transfer gets a runner of its own.
-	db.transfers.mu.Lock()
-	db.transfers.stallAfter = 0
-	db.transfers.mu.Unlock()
+	db.transfers.setStallAfter(0)
 	region := testRegions.Primary()
 	a := newMoneyUser(t, db, region, "Ann", "Cross")
 	b := newMoneyUser(t, db, region, "Ben", "Cross")
@@ -197,8 +195,8 @@ func TestTransferBatchesCrossingPairsTakeLocksInOrder(t *testing.T) {
 
 // TestTransferBatcherOneRunnerUnlessStalled drives the batcher's policy through the real batch:
 // a transfer that arrives while a batch runs waits for it and joins the next batch (one runner),
-// unless the running batch has stalled for longer than stallAfter, when it gets a runner of its
-// own and commits while the stalled batch still waits.
+// unless the running batch stalls for longer than stallAfter, when the stall timer gives it a
+// runner of its own and it commits while the stalled batch still waits.
 func TestTransferBatcherOneRunnerUnlessStalled(t *testing.T) {
 	t.Parallel()
 	db := isolatedDB(t)
@@ -228,17 +226,29 @@ func TestTransferBatcherOneRunnerUnlessStalled(t *testing.T) {
 
 	extra := func() float64 { return testutil.ToFloat64(db.metrics.extraRunners.WithLabelValues("stalled")) }
 	for _, stalled := range []bool{false, true} {
+		// The last round's runner may still be between its batch and its exit.
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+			if running, _ := state(); running == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("a runner is left from the last round")
+			}
+		}
 		before := extra()
 		// The first batch holds at its writes until released.
 		held, hold := make(chan struct{}), make(chan struct{})
 		release := sync.OnceFunc(func() { close(hold) })
 		t.Cleanup(release) // a failed check must not leave the batch holding
 		var heldOnce atomic.Bool
-		db.transfers.mu.Lock()
-		db.transfers.stallAfter = time.Hour
+		stall := time.Hour
 		if stalled {
-			db.transfers.stallAfter = 0
+			// The second arrives while the first batch is still young: the stall timer, not
+			// the second's own arrival, finds the first batch stalled.
+			stall = 50 * time.Millisecond
 		}
+		db.transfers.setStallAfter(stall)
+		db.transfers.mu.Lock()
 		db.transfers.beforeWrites = func(int) {
 			if heldOnce.CompareAndSwap(false, true) { // only the first batch holds
 				close(held)
@@ -247,7 +257,13 @@ func TestTransferBatcherOneRunnerUnlessStalled(t *testing.T) {
 		}
 		db.transfers.mu.Unlock()
 		first := send(a)
-		<-held
+		select {
+		case <-held:
+		case err := <-first:
+			t.Fatalf("the first transfer did not reach its writes: %v", err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("the first transfer did not reach its writes")
+		}
 		second := send(c)
 		if !stalled {
 			// Not stalled: the second waits in the queue behind the one runner.
