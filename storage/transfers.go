@@ -175,10 +175,8 @@ const (
 type transferBatcher struct {
 	mu      sync.Mutex
 	queue   []*transferItem
-	running int
+	runners map[*transferRunner]struct{}
 	limit   int
-	// busy holds, per runner with a batch in flight, when that batch started.
-	busy map[*transferRunner]time.Time
 	// stallAfter is how long a batch may run before a queued request gets another runner;
 	// timer, when timerArmed, checks after stallAfter for the requests queued behind a batch.
 	stallAfter time.Duration
@@ -190,8 +188,9 @@ type transferBatcher struct {
 	beforeWrites func(accepted int)
 }
 
-// transferRunner is one goroutine draining the queue (drain).
-type transferRunner struct{ _ byte }
+// transferRunner is one goroutine draining the queue (drain); since is when its batch in
+// flight started, zero between two batches. Guarded by transferBatcher.mu.
+type transferRunner struct{ since time.Time }
 
 // transferBatchStall is transferBatcher.stallAfter. A batch commits in a few milliseconds even at
 // the peak (its transfers' p99 was 7-9 ms end to end in `make bench`), so one still running
@@ -203,15 +202,16 @@ const transferBatchStall = 20 * time.Millisecond
 // two, at most half the pool) only when the running ones are stalled or a full batch is waiting.
 // Why one: a batch's cost is mostly per statement, not per transfer, so the bigger the batch the
 // cheaper each transfer, and every runner in flight splits the queue. Measured with the driver's
-// uniform scenario (16 clients, 15 s, alternated, 2 cores): one runner did 1.10, 1.01 and 1.10
-// times the transfers/s of two always allowed, at 63 % of the machine instead of 85 % and with
-// 28 % less of the server's CPU per transfer; three did 0.85-0.93 times. On a hot row the two
+// uniform scenario (16 clients, 15 s, alternated, 2 cores): one runner, always, did 1.10, 1.01
+// and 1.10 times the transfers/s of two always allowed, and this policy 0.98, 1.15 and 1.05,
+// both at 63 % of the machine instead of 85 % and with about 28 % less of the server's CPU per
+// transfer; three did 0.85-0.93 times. On a hot row the two
 // runners queued behind each other as well. The second runner keeps a stalled batch (a lock
 // wait) from holding every transfer of the process behind it, and lets a queue longer than one
 // batch (many clients) use more connections.
 func newTransferBatcher(pool *pgxpool.Pool) *transferBatcher {
 	return &transferBatcher{limit: max(2, min(runtime.GOMAXPROCS(0), int(pool.Config().MaxConns)/2)),
-		busy: map[*transferRunner]time.Time{}, stallAfter: transferBatchStall}
+		runners: map[*transferRunner]struct{}{}, stallAfter: transferBatchStall}
 }
 
 type transferItem struct {
@@ -231,20 +231,20 @@ func (b *transferBatcher) crowded(self *transferRunner, now time.Time) string {
 	if len(b.queue) >= maxTransferBatch {
 		return "queue"
 	}
-	others := b.running
-	if self != nil {
-		others--
-	}
-	stalled := 0
-	for r, since := range b.busy {
-		if r != self && now.Sub(since) > b.stallAfter {
-			stalled++
+	others := 0
+	for r := range b.runners {
+		if r == self {
+			continue
 		}
+		if r.since.IsZero() || now.Sub(r.since) <= b.stallAfter {
+			return ""
+		}
+		others++
 	}
-	if others > 0 && stalled == others {
-		return "stalled"
+	if others == 0 {
+		return ""
 	}
-	return ""
+	return "stalled"
 }
 
 func (b *transferBatcher) submit(db *DB, items ...*transferItem) {
@@ -258,19 +258,20 @@ func (b *transferBatcher) submit(db *DB, items ...*transferItem) {
 // with requests queued behind a running batch, it arms the stall timer, so that a batch that
 // stalls after the last request arrived still gets a runner beside it. Called with mu held.
 func (b *transferBatcher) startIfWanted(db *DB) {
-	start, reason := b.running == 0, ""
-	if !start && b.running < b.limit {
+	start, reason := len(b.runners) == 0, ""
+	if !start && len(b.runners) < b.limit {
 		reason = b.crowded(nil, time.Now())
 		start = reason != ""
 	}
 	switch {
 	case start:
-		b.running++
+		r := &transferRunner{}
+		b.runners[r] = struct{}{}
 		if reason != "" {
 			db.metrics.extraRunners.WithLabelValues(reason).Inc()
 		}
-		go b.drain(db)
-	case len(b.queue) > 0 && !b.timerArmed && b.running < b.limit:
+		go b.drain(db, r)
+	case len(b.queue) > 0 && !b.timerArmed && len(b.runners) < b.limit:
 		b.timerArmed = true
 		d := max(b.stallAfter, time.Millisecond)
 		if b.timer == nil {
@@ -301,12 +302,11 @@ func (b *transferBatcher) setStallAfter(d time.Duration) {
 // drain runs batches until the queue is empty, or, when another runner is left, until this one
 // is no longer wanted (crowded). A runner leaves only under the lock that submit appends under,
 // and never as the last one with a request queued, so no request is ever left without one.
-func (b *transferBatcher) drain(db *DB) {
-	self := &transferRunner{}
+func (b *transferBatcher) drain(db *DB, self *transferRunner) {
 	for {
 		b.mu.Lock()
-		if len(b.queue) == 0 || (b.running > 1 && b.crowded(self, time.Now()) == "") {
-			b.running--
+		if len(b.queue) == 0 || (len(b.runners) > 1 && b.crowded(self, time.Now()) == "") {
+			delete(b.runners, self)
 			if len(b.queue) > 0 {
 				b.startIfWanted(db) // the stall timer, for what this runner leaves queued
 			}
@@ -316,12 +316,12 @@ func (b *transferBatcher) drain(db *DB) {
 		n := min(len(b.queue), maxTransferBatch)
 		batch := append([]*transferItem(nil), b.queue[:n]...)
 		b.queue = append(b.queue[:0:0], b.queue[n:]...)
-		b.busy[self] = time.Now()
+		self.since = time.Now()
 		b.mu.Unlock()
 		db.metrics.batchSize.Observe(float64(n))
 		later := db.runTransferBatch(batch)
 		b.mu.Lock()
-		delete(b.busy, self)
+		self.since = time.Time{}
 		b.queue = append(b.queue, later...)
 		b.mu.Unlock()
 	}

@@ -221,20 +221,26 @@ func TestTransferBatcherOneRunnerUnlessStalled(t *testing.T) {
 	state := func() (running, queued int) {
 		db.transfers.mu.Lock()
 		defer db.transfers.mu.Unlock()
-		return db.transfers.running, len(db.transfers.queue)
+		return len(db.transfers.runners), len(db.transfers.queue)
+	}
+	// waitState polls state until want holds, for up to 10 s.
+	waitState := func(want func(running, queued int) bool, fail string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+			running, queued := state()
+			if want(running, queued) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf(fail, running, queued)
+			}
+		}
 	}
 
 	extra := func() float64 { return testutil.ToFloat64(db.metrics.extraRunners.WithLabelValues("stalled")) }
 	for _, stalled := range []bool{false, true} {
 		// The last round's runner may still be between its batch and its exit.
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-			if running, _ := state(); running == 0 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("a runner is left from the last round")
-			}
-		}
+		waitState(func(running, _ int) bool { return running == 0 }, "%d runners (%d queued) left from the last round")
 		before := extra()
 		// The first batch holds at its writes until released.
 		held, hold := make(chan struct{}), make(chan struct{})
@@ -267,17 +273,8 @@ func TestTransferBatcherOneRunnerUnlessStalled(t *testing.T) {
 		second := send(c)
 		if !stalled {
 			// Not stalled: the second waits in the queue behind the one runner.
-			deadline := time.Now().Add(10 * time.Second)
-			for {
-				running, queued := state()
-				if running == 1 && queued == 1 {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("not stalled: %d runners, %d queued; want 1 runner and the second transfer queued", running, queued)
-				}
-				time.Sleep(time.Millisecond)
-			}
+			waitState(func(running, queued int) bool { return running == 1 && queued == 1 },
+				"not stalled: %d runners, %d queued; want 1 runner and the second transfer queued")
 			release()
 			if err := <-first; err != nil {
 				t.Fatal(err)
